@@ -1,0 +1,80 @@
+"""Budget: how many labels the loop buys, in what batches, and how it starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from alexp import AlexpError
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Round 0 labels `initial` items; each later round labels `batch_size` more.
+
+    The loop stops after `rounds` acquisition rounds or at `max_labels` labels, whichever comes first (at
+    least one must be set), or earlier when the pool runs out. `stratified` draws the initial set with each
+    class in proportion to the truth and at least one item of every class (a simulation convenience that
+    avoids a cold start); otherwise it is uniformly random.
+    """
+
+    initial: int = 20
+    batch_size: int = 20
+    rounds: int | None = 10
+    max_labels: int | None = None
+    stratified: bool = True
+
+    def __post_init__(self):
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise AlexpError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if not isinstance(self.initial, int) or self.initial < 1:
+            raise AlexpError(f"initial must be a positive integer, got {self.initial!r}")
+        if self.rounds is None and self.max_labels is None:
+            raise AlexpError("set rounds or max_labels (or both); both are null")
+        if self.rounds is not None and self.rounds < 0:
+            raise AlexpError(f"rounds must be >= 0, got {self.rounds!r}")
+        if self.max_labels is not None and self.max_labels < self.initial:
+            raise AlexpError(f"max_labels={self.max_labels} is below initial={self.initial}")
+
+    def check_pool(self, n_pool: int, n_classes: int = 2) -> None:
+        """Raise if the pool cannot hold the initial set or `max_labels` labels."""
+        for name, need in (("initial", self.initial), ("max_labels", self.max_labels)):
+            if need is not None and need > n_pool:
+                raise AlexpError(f"budget.{name}={need} exceeds the pool of {n_pool} rows; lower it "
+                                 "(or give the data more rows / a smaller test_size)")
+        if self.stratified and self.initial < n_classes:
+            raise AlexpError(f"budget.initial={self.initial} cannot hold one item of each of {n_classes} "
+                             "classes; raise it or set budget.stratified=false")
+
+    def next_batch(self, round_: int, n_labeled: int, n_unlabeled: int) -> int:
+        """Size of round `round_`'s batch (round 0 is the initial set); 0 means stop."""
+        if round_ == 0:
+            return min(self.initial, n_unlabeled)
+        if self.rounds is not None and round_ > self.rounds:
+            return 0
+        room = n_unlabeled if self.max_labels is None else min(n_unlabeled, self.max_labels - n_labeled)
+        return max(0, min(self.batch_size, room))
+
+    def initial_ids(self, n_pool: int, rng: np.random.Generator,
+                    truth: NDArray[np.int64] | None = None) -> NDArray[np.intp]:
+        """Row indices of the initial labeled set; `truth` (the pool's true labels) is needed if stratified."""
+        n = self.initial
+        if not self.stratified:
+            return rng.choice(n_pool, size=n, replace=False)
+        if truth is None:
+            raise AlexpError("budget.stratified=true needs the pool's true labels (a simulated oracle); "
+                             "set budget.stratified=false")
+        classes, counts = np.unique(truth, return_counts=True)
+        take = np.maximum(1, np.floor(n * counts / counts.sum()).astype(int))
+        while take.sum() > n:  # the at-least-one rule overshot: trim the largest classes
+            take[np.argmax(take)] -= 1
+        remainder = n - take.sum()
+        # Give leftover slots to the classes with the largest fractional shares (largest-remainder rounding).
+        frac = n * counts / counts.sum() - np.floor(n * counts / counts.sum())
+        for c in np.argsort(-frac, kind="stable")[:remainder]:
+            take[c] += 1
+        take = np.minimum(take, counts)
+        picks = [rng.choice(np.flatnonzero(truth == c), size=k, replace=False) for c, k in zip(classes, take)]
+        return np.concatenate(picks)

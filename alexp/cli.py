@@ -1,0 +1,226 @@
+"""The `alexp` command: compose the Hydra config, check it, build the parts, run the loop, track it.
+
+The only module that imports hydra. Heavy libraries (sklearn, torch, transformers, mlflow) are imported inside
+functions so that `alexp --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import inspect
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from alexp import AlexpError
+
+log = logging.getLogger("alexp")
+
+GROUPS = ("data", "features", "model", "acquisition", "oracle", "budget")
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the checkout's conf/ (editable install)
+RUNTIME_ARGS = {"oracle": ("truth", "rng")}  # passed by alexp at instantiation, not set in YAML
+NOT_IN_RUN_KEY = ("tracking", "progress", "state_dir")  # settings that do not change a run's results
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def main(cfg: DictConfig) -> None:
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    try:
+        run(cfg)
+    except (AlexpError, InvalidParameterError) as e:
+        print(f"alexp: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+class InitTrackingStore(Callback):
+    """Hydra callback: create the tracking store and experiment once, before a sweep's jobs start."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from alexp import tracking
+
+        tracking.init_store(config.tracking.uri, config.tracking.experiment_name)
+
+
+def run(cfg: DictConfig) -> None:
+    """One experiment: every group checked before any work, then data -> features -> loop -> tracking."""
+    from alexp import data, tracking
+    from alexp.loop import Loop, LoopState, stream, stream_int
+
+    for group in GROUPS:
+        check_node(cfg[group], group, skip=RUNTIME_ARGS.get(group, ()))
+    source, features, model = build(cfg, "data"), build(cfg, "features"), build(cfg, "model")
+    acquisition, budget = build(cfg, "acquisition"), build(cfg, "budget")
+
+    table = _prefixed("data", source.load)
+    pool_rows, test_rows = data.split(table, source.test_size, stream_int(cfg.seed, "split"))
+    budget.check_pool(len(pool_rows))
+    X_pool, X_test = featurize(features, table, pool_rows, test_rows)
+    oracle = build(cfg, "oracle", truth=table.y[pool_rows], rng=stream(cfg.seed, "oracle"))
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    key = run_key(resolved)
+    checkpoint = Path(cfg.state_dir) / f"{key}.npz"
+    state = LoopState.load(checkpoint) if checkpoint.is_file() else None
+    if state is not None and state.finished:
+        state = None
+    if state is not None:
+        log.info("resuming from %s at round %d (%d labels)", checkpoint, state.round, state.n_labeled)
+    choices = _choices()
+    run_name = f"{choices.get('data')}-{choices.get('acquisition')}-{choices.get('oracle')}-seed{cfg.seed}"
+    tags = {"alexp.run_key": key, **({"alexp.sweep_dir": str(_sweep_dir())} if _sweep_dir() else {})}
+    with tracking.tracked_run(cfg.tracking.uri, cfg.tracking.experiment_name, run_name, run_params(cfg),
+                              tags, resolved, run_id=state.run_id if state else None) as tracker:
+        state = state or LoopState.fresh(len(pool_rows))
+        state.run_id = tracker.run_id
+        loop = Loop(X_pool, X_test, table.y[test_rows], model, acquisition, oracle, budget, cfg.seed,
+                    truth=table.y[pool_rows], log_metrics=tracker.log_metrics, checkpoint=checkpoint,
+                    progress=cfg.progress)
+        state = loop.run(state)
+        if not state.finished:
+            print(f"alexp: waiting for labels; run the same command again to resume ({checkpoint})")
+            return
+        _log_final_state(tracker, state, table.ids[pool_rows], checkpoint)
+    print(f"run {tracker.run_id} ({run_name}): kappa by label count")
+    print(_curve_table(state.history))
+
+
+def check_node(node: Any, where: str, skip: tuple[str, ...] = ()) -> None:
+    """Raise AlexpError for a `_target_` that cannot be imported, a key its signature lacks, or a `???` value.
+
+    The constructor signature is the schema: a misspelt key fails here, before any data is loaded.
+    """
+    if isinstance(node, ListConfig):
+        for i, item in enumerate(node):
+            check_node(item, f"{where}[{i}]")
+        return
+    if not isinstance(node, DictConfig):
+        return
+    for k in node:
+        if OmegaConf.is_missing(node, k):
+            raise AlexpError(f"{where}.{k} is required: set it on the command line, e.g. {where}.{k}=...")
+    target = node.get("_target_")
+    if target is not None:
+        params = _signature_params(target, where)
+        if params is not None:
+            for k in node:
+                if not str(k).startswith("_") and k not in params:
+                    close = difflib.get_close_matches(str(k), params, n=1)
+                    hint = f"; did you mean {where}.{close[0]}?" if close else ""
+                    raise AlexpError(f"{where}: unknown key {k!r} for {target}{hint} "
+                                     f"(valid keys: {', '.join(p for p in params if p not in skip)})")
+    for k in node:
+        if not OmegaConf.is_missing(node, k):
+            check_node(node[k], f"{where}.{k}")
+
+
+def _signature_params(target: str, where: str) -> list[str] | None:
+    """Names of the keyword parameters of `target`, or None when it takes **kwargs."""
+    from hydra.utils import get_object
+
+    try:
+        obj = get_object(target)
+    except Exception as e:
+        raise AlexpError(f"{where}: cannot import _target_ {target!r} ({e})") from None
+    params = inspect.signature(obj).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def build(cfg: DictConfig, group: str, **runtime: Any) -> Any:
+    """Instantiate config group `group`, reporting its validation errors as 'group: problem'."""
+    return _prefixed(group, lambda: hydra.utils.instantiate(cfg[group], _convert_="all", **runtime))
+
+
+def _prefixed(group: str, fn):
+    from hydra.errors import InstantiationException
+
+    try:
+        return fn()
+    except AlexpError as e:
+        raise AlexpError(f"{group}: {e}") from None
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, AlexpError):
+            raise AlexpError(f"{group}: {cause}") from None
+        raise AlexpError(f"{group}: {cause or e}") from None
+
+
+def featurize(features, table, pool_rows, test_rows):
+    """Fit the representation on the pool's inputs only, then transform every row once; -> (X_pool, X_test)."""
+    kind = "text" if table.is_text else "numeric"
+    try:
+        features.fit(table.inputs[pool_rows])
+        X = features.transform(table.inputs)
+    except (AttributeError, TypeError, ValueError) as e:
+        raise AlexpError(f"features: {type(features).__name__} cannot transform {kind} inputs ({e}); "
+                         "use features=identity for numeric data, tfidf or minilm for text") from None
+    if getattr(X, "dtype", None) == object:
+        raise AlexpError(f"features: {type(features).__name__} left the inputs as text; "
+                         "use features=tfidf or features=minilm for text data")
+    return X[pool_rows], X[test_rows]
+
+
+def run_key(resolved: dict) -> str:
+    """Hash of everything that determines a run's results: the same config resumes the same checkpoint."""
+    content = {k: v for k, v in resolved.items() if k not in NOT_IN_RUN_KEY}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_params(cfg: DictConfig) -> dict[str, str]:
+    """MLflow params: each group's chosen option, the seed, and the job's own command-line overrides."""
+    params = {g: v for g, v in _choices().items() if v is not None}
+    params["seed"] = str(cfg.seed)
+    if HydraConfig.initialized():
+        for override in HydraConfig.get().overrides.task:
+            k, _, v = override.lstrip("+~").partition("=")
+            if k not in params:
+                params[k] = v
+    return params
+
+
+def _choices() -> dict[str, str | None]:
+    if not HydraConfig.initialized():
+        return {}
+    return {g: v for g, v in HydraConfig.get().runtime.choices.items() if not g.startswith("hydra")}
+
+
+def _sweep_dir() -> str | None:
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return HydraConfig.get().sweep.dir
+    return None
+
+
+def _log_final_state(tracker, state, pool_ids, checkpoint: Path) -> None:
+    """Final state (for replay) and a readable table of the labeled items as artifacts; then drop the checkpoint."""
+    import tempfile
+
+    import polars as pl
+
+    rows = state.selected()
+    with tempfile.TemporaryDirectory() as tmp:
+        state.save(Path(tmp) / "state.npz")
+        pl.DataFrame({"id": pool_ids[rows], "round": state.labeled_in[rows], "label": state.labels[rows]}
+                     ).write_parquet(Path(tmp) / "labeled.parquet")
+        tracker.log_artifacts(Path(tmp))
+    checkpoint.unlink(missing_ok=True)
+
+
+def _curve_table(history: list[dict[str, float]]):
+    import polars as pl
+
+    pl.Config.set_tbl_rows(-1)
+    pl.Config.set_tbl_hide_dataframe_shape(True)
+    cols = ["n_labels", "kappa", "f1", "average_precision", "positives_labeled"]
+    return pl.DataFrame(history).select(cols).with_columns(
+        pl.col("n_labels", "positives_labeled").cast(pl.Int64), pl.col("kappa", "f1", "average_precision").round(3))

