@@ -10,6 +10,10 @@ from numpy.typing import NDArray
 from alexp import AlexpError
 
 
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 @dataclass(frozen=True)
 class Budget:
     """Round 0 labels `initial` items; each later round labels `batch_size` more.
@@ -27,9 +31,9 @@ class Budget:
     stratified: bool = True
 
     def __post_init__(self):
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+        if not _is_count(self.batch_size):
             raise AlexpError(f"batch_size must be a positive integer, got {self.batch_size!r}")
-        if not isinstance(self.initial, int) or self.initial < 1:
+        if not _is_count(self.initial):
             raise AlexpError(f"initial must be a positive integer, got {self.initial!r}")
         if self.rounds is None and self.max_labels is None:
             raise AlexpError("set rounds or max_labels (or both); both are null")

@@ -19,7 +19,7 @@ from alexp import AlexpError
 class Table:
     """A labeled dataset in memory: row ids, labels as class indices, and text or numeric inputs."""
 
-    ids: NDArray[np.int64]
+    ids: NDArray  # the data's own row ids (ints or strings), for the labeled-items artifact
     y: NDArray[np.int64]  # index into `classes`: 0 = negative, 1 = positive
     inputs: NDArray  # object array of texts, or a float32 matrix of numeric features
     classes: tuple = (0, 1)
@@ -68,6 +68,9 @@ def resample_rows(y: NDArray, positive_rate: float | None, max_rows: int | None,
     if positive_rate is not None:
         pos, neg = rows[y == 1], rows[y != 1]
         want_pos = round(positive_rate * len(neg) / (1 - positive_rate))
+        if want_pos < 1 or not len(neg):
+            raise AlexpError(f"positive_rate={positive_rate} leaves no positives or no negatives "
+                             f"({len(pos)} positives, {len(neg)} negatives)")
         if want_pos <= len(pos):
             pos = rng.choice(pos, want_pos, replace=False)
         else:
@@ -76,7 +79,10 @@ def resample_rows(y: NDArray, positive_rate: float | None, max_rows: int | None,
     if max_rows is not None and max_rows < len(rows):
         from sklearn.model_selection import train_test_split
 
-        rows = np.sort(train_test_split(rows, train_size=max_rows, stratify=y[rows], random_state=seed)[0])
+        try:
+            rows = np.sort(train_test_split(rows, train_size=max_rows, stratify=y[rows], random_state=seed)[0])
+        except ValueError as e:
+            raise AlexpError(f"cannot draw a stratified subsample of max_rows={max_rows}: {e}") from None
     return rows
 
 
@@ -123,19 +129,33 @@ class File:
                 f"label column {self.label_column!r} has {label.null_count()} null values "
                 f"(first at rows {_first(label.is_null())})"
             )
-        unknown = ~label.is_in(pl.Series(list(self.classes)).cast(label.dtype, strict=False))
+        allowed = pl.Series(list(self.classes)).cast(label.dtype, strict=False)
+        if allowed.null_count():
+            raise AlexpError(f"classes {list(self.classes)} do not match label column {self.label_column!r} "
+                             f"of type {label.dtype}; give data.classes as that column's values")
+        unknown = ~label.is_in(allowed.to_list())
         if unknown.any():
             bad = sorted(set(label.filter(unknown).head(1000).to_list()), key=str)[:5]
             raise AlexpError(
                 f"label column {self.label_column!r} has values outside classes {list(self.classes)}: "
                 f"{bad} (first at rows {_first(unknown)}); set data.classes or derive a binary column"
             )
-        y = (label == self.classes[1]).to_numpy().astype(np.int64)
+        y = (label == allowed[1]).to_numpy().astype(np.int64)
         inputs = self._inputs(frame, pl)
-        ids = frame[self.id_column].to_numpy() if self.id_column else np.arange(len(frame))
+        ids = self._ids(frame)
         extra = {c: frame[c].to_numpy() for c in self.context_columns}
         rows = resample_rows(y, self.positive_rate, self.max_rows, self.sample_seed)
-        return Table(ids.astype(np.int64), y, inputs, tuple(self.classes), extra).take(rows)
+        return Table(ids, y, inputs, tuple(self.classes), extra).take(rows)
+
+    def _ids(self, frame) -> NDArray:
+        if self.id_column is None:
+            return np.arange(len(frame), dtype=np.int64)
+        ids = frame[self.id_column]
+        if ids.null_count() or ids.is_duplicated().any():
+            bad = ids.filter(ids.is_duplicated()).head(5).to_list()
+            raise AlexpError(f"id column {self.id_column!r} must be unique and non-null; "
+                             f"{ids.null_count()} nulls, duplicated: {bad}")
+        return ids.to_numpy()
 
     def _scan(self):
         import polars as pl
@@ -192,13 +212,15 @@ def _first(mask, k: int = 5) -> list[int]:
 class Synthetic:
     """A generated binary pool with a rare positive class (sklearn's make_classification), needing no files.
 
-    `class_sep` sets the overlap of the classes (smaller = harder); `flip_y` adds label noise to the truth.
+    `class_sep` sets the overlap of the classes (smaller = harder); each class is a mixture of
+    `n_clusters_per_class` Gaussian clusters; `flip_y` adds label noise to the truth.
     The table depends only on `generator_seed`, so every run seed sees the same data.
     """
 
     n_rows: int = 20_000
     n_features: int = 20
     n_informative: int = 5
+    n_clusters_per_class: int = 2
     positive_rate: float = 0.05
     class_sep: float = 1.0
     flip_y: float = 0.0
@@ -212,13 +234,17 @@ class Synthetic:
             raise AlexpError(f"n_rows must be at least 10, got {self.n_rows}")
         if not 1 <= self.n_informative <= self.n_features:
             raise AlexpError(f"n_informative must be in 1..n_features={self.n_features}, got {self.n_informative}")
+        if 2 ** self.n_informative < 2 * self.n_clusters_per_class:
+            raise AlexpError(f"n_informative={self.n_informative} is too small for n_clusters_per_class="
+                             f"{self.n_clusters_per_class}: need 2**n_informative >= 2 * n_clusters_per_class")
 
     def load(self) -> Table:
         from sklearn.datasets import make_classification
 
         X, y = make_classification(
             n_samples=self.n_rows, n_features=self.n_features, n_informative=self.n_informative,
-            n_redundant=0, weights=[1 - self.positive_rate], class_sep=self.class_sep, flip_y=self.flip_y,
+            n_redundant=0, n_clusters_per_class=self.n_clusters_per_class, weights=[1 - self.positive_rate],
+            class_sep=self.class_sep, flip_y=self.flip_y,
             random_state=self.generator_seed,
         )
         return Table(np.arange(self.n_rows, dtype=np.int64), y.astype(np.int64), X.astype(np.float32))

@@ -35,7 +35,7 @@ def pick_device(device: str) -> str:
 class SentenceEmbedding(TransformerMixin, BaseEstimator):
     """Mean-pooled, L2-normalised transformer embeddings (float32, n_texts x hidden size).
 
-    Results are cached in `cache_dir` under a key of the model folder, max_length and a hash of the texts,
+    Results are cached in `cache_dir` under a key of the model folder's full path, max_length and the texts,
     so a second run on the same texts loads a file instead of running the encoder.
     """
 
@@ -67,7 +67,8 @@ class SentenceEmbedding(TransformerMixin, BaseEstimator):
         if not self.cache_dir:
             return None
         h = hashlib.sha256()
-        h.update(f"{Path(self.model_path or default_model_path()).name}|{self.max_length}|".encode())
+        model = Path(self.model_path or default_model_path()).resolve()
+        h.update(f"{model}|{self.max_length}|".encode())
         for t in texts:
             h.update(t.encode())
             h.update(b"\0")

@@ -19,7 +19,8 @@ def evaluate(y_true: NDArray[np.int64], proba: NDArray[np.float64]) -> dict[str,
     """
     y_pred = proba.argmax(axis=1)
     with warnings.catch_warnings():  # a constant prediction has undefined kappa/precision: report 0
-        warnings.simplefilter("ignore", (UndefinedMetricWarning, RuntimeWarning))
+        for category in (UndefinedMetricWarning, RuntimeWarning, UserWarning):
+            warnings.simplefilter("ignore", category)
         kappa = cohen_kappa_score(y_true, y_pred)
         precision, recall, f1, _ = precision_recall_fscore_support(
             y_true, y_pred, pos_label=1, average="binary", zero_division=0)

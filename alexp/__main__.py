@@ -1,0 +1,3 @@
+from alexp.cli import main
+
+main()

@@ -1,0 +1,127 @@
+"""Acquisition: the contract every strategy meets, and reference answers for the scoring functions."""
+
+import numpy as np
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from alexp.acquisition import (Entropy, LeastConfidence, Margin, PoolView, chunked_top_k, entropy,
+                               least_confidence, margin, top_k)
+
+from conftest import CONF
+
+STRATEGY_FILES = sorted((CONF / "acquisition").glob("*.yaml"))
+
+
+@pytest.fixture(params=STRATEGY_FILES, ids=lambda p: p.stem)
+def strategy(request):
+    return instantiate(OmegaConf.load(request.param))
+
+
+def half_labeled(n, rng):
+    labeled_in = np.full(n, -1)
+    labeled_in[rng.choice(n, n // 2, replace=False)] = 0
+    return labeled_in
+
+
+def test_every_strategy_returns_n_distinct_unlabeled_rows(strategy, pool, fitted, rng):
+    labeled_in = half_labeled(len(pool.y), rng)
+    ids = strategy(fitted, PoolView(pool.X, labeled_in), 25, np.random.default_rng(1))
+    assert len(ids) == 25 and len(np.unique(ids)) == 25
+    assert ids.min() >= 0 and ids.max() < len(pool.y)
+    assert (labeled_in[ids] == -1).all()
+
+
+def test_every_strategy_is_seeded_and_leaves_the_pool_untouched(strategy, pool, fitted, rng):
+    labeled_in = half_labeled(len(pool.y), rng)
+    X_before, labeled_before = pool.X.copy(), labeled_in.copy()
+    view = PoolView(pool.X, labeled_in)
+    a = strategy(fitted, view, 10, np.random.default_rng(7))
+    b = strategy(fitted, view, 10, np.random.default_rng(7))
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(pool.X, X_before)
+    np.testing.assert_array_equal(labeled_in, labeled_before)
+
+
+def test_every_strategy_can_take_the_whole_remaining_pool(strategy, pool, fitted):
+    labeled_in = np.zeros(len(pool.y), dtype=int)
+    labeled_in[:5] = -1
+    ids = strategy(fitted, PoolView(pool.X, labeled_in), 5, np.random.default_rng(0))
+    assert sorted(ids) == [0, 1, 2, 3, 4]
+
+
+PROBA = np.array([[0.50, 0.50], [0.90, 0.10], [0.65, 0.35], [0.20, 0.80], [0.45, 0.55], [0.99, 0.01]])
+
+
+def test_scores_match_hand_computation():
+    # entropy of (p, 1-p) in nats, -(p1 - p2) for the top two, 1 - max p
+    p = PROBA[:, 1]
+    np.testing.assert_allclose(entropy(PROBA), -(p * np.log(p) + (1 - p) * np.log(1 - p)))
+    np.testing.assert_allclose(margin(PROBA), [0, -0.8, -0.3, -0.6, -0.1, -0.98])
+    np.testing.assert_allclose(least_confidence(PROBA), [0.5, 0.1, 0.35, 0.2, 0.45, 0.01])
+
+
+def test_multiclass_scores_match_hand_computation():
+    proba = np.array([[0.6, 0.3, 0.1], [0.4, 0.35, 0.25]])
+    np.testing.assert_allclose(margin(proba), [-0.3, -0.05])
+    np.testing.assert_allclose(least_confidence(proba), [0.4, 0.6])
+    np.testing.assert_allclose(entropy(proba)[1], -(0.4 * np.log(0.4) + 0.35 * np.log(0.35) + 0.25 * np.log(0.25)))
+
+
+class FixedProba:
+    """A 'model' whose P(class) for row i is PROBA[i]: rows of X are just their own index."""
+
+    classes_ = np.array([0, 1])
+
+    def predict_proba(self, X):
+        return PROBA[np.asarray(X).ravel().astype(int)]
+
+
+@pytest.mark.parametrize("strategy", [Entropy(chunk_size=2), Margin(chunk_size=4), LeastConfidence()])
+def test_uncertainty_strategies_pick_the_hand_ranked_rows(strategy):
+    X = np.arange(len(PROBA)).reshape(-1, 1)
+    # By closeness to 0.5: row 0 (0.50), 4 (0.55), 2 (0.35), 3 (0.80), 1 (0.10), 5 (0.01).
+    ids = strategy(FixedProba(), PoolView(X, np.full(len(PROBA), -1)), 3, np.random.default_rng(0))
+    assert ids.tolist() == [0, 4, 2]
+    labeled_in = np.array([0, -1, -1, -1, 0, -1])  # rows 0 and 4 already labeled
+    ids = strategy(FixedProba(), PoolView(X, labeled_in), 3, np.random.default_rng(0))
+    assert ids.tolist() == [2, 3, 1]
+
+
+def test_top_k_breaks_ties_by_the_tiebreak_values():
+    scores = np.array([1.0, 3.0, 3.0, 3.0, 2.0])
+    tiebreak = np.array([0.9, 0.1, 0.8, 0.5, 0.0])
+    assert top_k(scores, tiebreak, 2).tolist() == [2, 3]
+    assert top_k(scores, tiebreak, 5).tolist() == [2, 3, 1, 4, 0]
+
+
+def test_chunked_top_k_equals_a_full_sort_for_any_chunk_size(rng):
+    scores = rng.integers(0, 20, 1000).astype(float)  # many ties
+    rows = np.arange(1000)
+    full = chunked_top_k(lambda x: x, scores, rows, 37, np.random.default_rng(3), chunk_size=1000)
+    order = np.lexsort((np.arange(1000), -scores))
+    assert sorted(scores[full]) == sorted(scores[order[:37]])  # same score multiset as an exact top-37
+    for chunk in (1, 50, 333):
+        got = chunked_top_k(lambda x: x, scores, rows, 37, np.random.default_rng(3), chunk_size=chunk)
+        assert sorted(scores[got]) == sorted(scores[full])
+        assert len(np.unique(got)) == 37
+
+
+def test_ties_are_broken_at_random_by_the_seed():
+    X = np.zeros((100, 1))
+    const = type("Const", (), {"classes_": np.array([0, 1]),
+                               "predict_proba": lambda self, X: np.full((len(X), 2), 0.5)})()
+    view = PoolView(X, np.full(100, -1))
+    a = Entropy()(const, view, 10, np.random.default_rng(0))
+    b = Entropy()(const, view, 10, np.random.default_rng(1))
+    assert set(a) != set(b)
+    np.testing.assert_array_equal(a, Entropy()(const, view, 10, np.random.default_rng(0)))
+
+
+def test_sparse_pools_are_scored_like_dense_ones(pool, fitted):
+    from scipy.sparse import csr_matrix
+
+    labeled_in = np.full(len(pool.y), -1)
+    dense = Margin(chunk_size=128)(fitted, PoolView(pool.X, labeled_in), 20, np.random.default_rng(0))
+    sparse = Margin(chunk_size=128)(fitted, PoolView(csr_matrix(pool.X), labeled_in), 20, np.random.default_rng(0))
+    np.testing.assert_array_equal(dense, sparse)

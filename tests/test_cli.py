@@ -1,0 +1,152 @@
+"""The `alexp` command as a user runs it: one-line errors for bad input, multirun into MLflow, determinism."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import polars as pl
+import pytest
+
+SMALL = ["budget=small", "data.n_rows=2000", "progress=false"]
+
+
+def alexp(*args, cwd, check=True):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db", "ALEXP_STATE_DIR": f"{cwd}/state",
+           "HYDRA_FULL_ERROR": "0"}
+    if "ALEXP_DATA_DIR" in env:  # relative to where pytest started, not to the job's temp folder
+        env["ALEXP_DATA_DIR"] = os.path.abspath(env["ALEXP_DATA_DIR"])
+    proc = subprocess.run([sys.executable, "-m", "alexp", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"alexp {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def runs(cwd, experiment="alexp"):
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{cwd}/mlflow.db")
+    exp = client.get_experiment_by_name(experiment)
+    return client, exp, client.search_runs([exp.experiment_id])
+
+
+@pytest.fixture(scope="module")
+def csv_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("csv")
+    n = 60
+    ok = pl.DataFrame({"text": [f"item number {i}" for i in range(n)], "label": [i % 2 for i in range(n)]})
+    ok.write_csv(d / "ok.csv")
+    ok.with_columns(pl.when(pl.col("label") == 0).then(pl.lit("")).otherwise("text").alias("text")
+                    ).write_csv(d / "empty_text.csv")
+    ok.with_columns(pl.Series("label", [i % 3 for i in range(n)])).write_csv(d / "three_classes.csv")
+    return d
+
+
+def file_args(path, text_column="text", features="tfidf"):
+    return ["data=file", f"data.path={path}", "data.label_column=label", f"data.text_column={text_column}",
+            f"features={features}"]
+
+
+BAD_INPUTS = {
+    "unknown option": (["acquisition=nope"], "Could not find 'acquisition/nope'"),
+    "misspelt key override": (["budget.batch_sise=5"], "Could not override 'budget.batch_sise'"),
+    "misspelt key added": (["+budget.batch_sise=5"],
+                           "budget: unknown key 'batch_sise' for alexp.budget.Budget; did you mean budget.batch_size?"),
+    "missing column": ("{csv}/ok.csv|nope", "data: column 'nope' not in ok.csv"),
+    "empty text": ("{csv}/empty_text.csv|text", "data: text column 'text' has 30 null or empty texts"),
+    "budget > pool": (["data.n_rows=50", "budget.initial=60"], "budget.initial=60 exceeds the pool of 40 rows"),
+    "non-binary label": ("{csv}/three_classes.csv|text", "values outside classes [0, 1]: [2]"),
+    "missing file": ("{csv}/absent.csv|text", "data: data file not found"),
+    "negative batch size": (["budget.batch_size=-5"], "budget: batch_size must be a positive integer, got -5"),
+    "required value unset": (["data=file"], "data.path is required"),
+    "text data without a text representation": ("{csv}/ok.csv|text|identity", "features=tfidf or features=minilm"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_gives_a_one_line_error_naming_the_problem(case, csv_files, tmp_path):
+    args, expected = BAD_INPUTS[case]
+    if isinstance(args, str):  # a data file case: "path|text_column[|features]"
+        path, column, *features = args.format(csv=csv_files).split("|")
+        args = file_args(path, column, *features)
+    proc = alexp(*args, "progress=false", cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    first_line = proc.stderr.strip().splitlines()[0]
+    assert expected in first_line, proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # failed before any tracking work
+
+
+def test_help_lists_the_groups(tmp_path):
+    out = alexp("--help", cwd=tmp_path).stdout
+    for group in ("acquisition", "budget", "data", "features", "model", "oracle"):
+        assert f"{group}:" in out
+
+
+@pytest.mark.slow
+def test_multirun_logs_one_run_per_job_into_one_experiment(tmp_path):
+    alexp("-m", "acquisition=random,entropy", "seed=0,1", "hydra/launcher=joblib", *SMALL, cwd=tmp_path)
+    client, exp, found = runs(tmp_path)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert len(found) == 4 and {r.info.status for r in found} == {"FINISHED"}
+    assert {(r.data.params["acquisition"], r.data.params["seed"]) for r in found} == {
+        ("random", "0"), ("random", "1"), ("entropy", "0"), ("entropy", "1")}
+    for r in found:
+        steps = [m.step for m in client.get_metric_history(r.info.run_id, "kappa")]
+        assert steps == [10, 20, 30, 40, 50, 60]
+        artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
+        assert {"config.yaml", "state.npz", "labeled.parquet"} <= artifacts
+    assert len({r.data.tags["alexp.sweep_dir"] for r in found}) == 1
+    assert not list((tmp_path / "state").glob("*.npz"))  # finished runs leave no checkpoint
+
+
+@pytest.mark.slow
+def test_the_same_command_twice_gives_identical_selections_and_metrics(tmp_path):
+    args = [*SMALL, "oracle=noisy", "acquisition=margin", "seed=3"]
+    alexp(*args, cwd=tmp_path)
+    alexp(*args, cwd=tmp_path)
+    client, _, (a, b) = runs(tmp_path)
+    assert a.info.run_id != b.info.run_id  # a finished run is not resumed: the second is a fresh run
+    labeled = [pl.read_parquet(client.download_artifacts(r.info.run_id, "labeled.parquet", str(tmp_path / r.info.run_id)))
+               for r in (a, b)]
+    assert labeled[0].equals(labeled[1]) and labeled[0].height == 60
+    for metric in ("kappa", "f1", "average_precision", "positives_labeled"):
+        ha, hb = ([(m.step, m.value) for m in client.get_metric_history(r.info.run_id, metric)] for r in (a, b))
+        assert ha == hb and len(ha) == 6
+    np.testing.assert_array_equal(labeled[0]["round"].unique().sort().to_numpy(), np.arange(6))
+
+
+@pytest.fixture(scope="module")
+def data_dir():
+    """The real datasets' folder. Missing data is a failure, not a skip: CI must run these tests."""
+    path = os.environ.get("ALEXP_DATA_DIR")
+    assert path, "set ALEXP_DATA_DIR to the folder with the real datasets (CI: ../shared/data)"
+    for name in ("davidson2017_hate_offensive.parquet", "clickbait_chakraborty2016.parquet"):
+        assert os.path.isfile(os.path.join(path, name)), f"{name} not found in ALEXP_DATA_DIR={path}"
+    return path
+
+
+@pytest.mark.slow
+def test_davidson_hate_with_tfidf_runs_end_to_end(tmp_path, data_dir):
+    out = alexp("data=davidson_hate", "features=tfidf", "model.class_weight=balanced", "budget=small",
+                "progress=false", cwd=tmp_path).stdout
+    client, _, (run,) = runs(tmp_path)
+    history = client.get_metric_history(run.info.run_id, "kappa")
+    assert [m.step for m in history] == [10, 20, 30, 40, 50, 60]
+    assert run.data.params["data"] == "davidson_hate" and "kappa by label count" in out
+
+
+@pytest.mark.slow
+def test_clickbait_with_minilm_runs_end_to_end_and_caches_embeddings(tmp_path, data_dir):
+    args = ["data=clickbait", "data.positive_rate=0.05", "data.max_rows=1500", "features=minilm",
+            f"features.cache_dir={tmp_path / 'cache'}", "budget=small", "progress=false"]
+    alexp(*args, cwd=tmp_path)
+    assert len(list((tmp_path / "cache").glob("emb-*.npy"))) == 1
+    alexp(*args, "seed=1", cwd=tmp_path)  # another seed reuses the same embeddings
+    assert len(list((tmp_path / "cache").glob("emb-*.npy"))) == 1
+    client, _, found = runs(tmp_path)
+    assert len(found) == 2
+    final = [client.get_metric_history(r.info.run_id, "kappa")[-1] for r in found]
+    assert all(m.step == 60 for m in final)
+    assert max(m.value for m in final) > 0.3  # MiniLM separates clickbait even from 60 labels

@@ -1,0 +1,112 @@
+"""The loop: label counts, determinism, never re-selecting, pool exhaustion, and resuming after a crash."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from alexp.acquisition import Entropy, Random
+from alexp.budget import Budget
+from alexp.loop import Loop, LoopState, stream
+from alexp.oracles import Noisy, Perfect
+
+
+def make_loop(pool, acquisition=None, budget=None, seed=0, **kw):
+    budget = budget or Budget(initial=10, batch_size=10, rounds=5)
+    oracle = Noisy(pool.y, stream(seed, "oracle"), flip_rate=0.05)
+    return Loop(pool.X, pool.X_test, pool.y_test, LogisticRegression(max_iter=500), acquisition or Entropy(),
+                oracle, budget, seed, truth=pool.y, progress=False, **kw)
+
+
+def test_steps_are_label_counts_and_rounds_label_batches(pool):
+    logged = []
+    state = make_loop(pool, log_metrics=lambda m, step: logged.append((step, m["kappa"]))).run()
+    assert [s for s, _ in logged] == [10, 20, 30, 40, 50, 60]
+    assert state.finished and state.n_labeled == 60
+    np.testing.assert_array_equal(np.bincount(state.labeled_in[state.labeled_in >= 0]), [10] * 6)
+    assert [h["n_labels"] for h in state.history] == [10, 20, 30, 40, 50, 60]
+
+
+def test_same_seed_gives_identical_selections_and_metrics(pool):
+    a, b = make_loop(pool, seed=3).run(), make_loop(pool, seed=3).run()
+    np.testing.assert_array_equal(a.selected(), b.selected())
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert a.history == b.history
+    c = make_loop(pool, seed=4).run()
+    assert not np.array_equal(a.selected(), c.selected())
+
+
+def test_initial_set_depends_on_the_seed_only(pool):
+    a = make_loop(pool, acquisition=Entropy(), seed=5).run()
+    b = make_loop(pool, acquisition=Random(), seed=5).run()
+    np.testing.assert_array_equal(np.flatnonzero(a.labeled_in == 0), np.flatnonzero(b.labeled_in == 0))
+
+
+def test_labels_are_the_oracle_answers_and_never_reselected(pool):
+    state = make_loop(pool, budget=Budget(initial=50, batch_size=50, rounds=8)).run()
+    rows = state.selected()
+    assert len(rows) == len(np.unique(rows)) == 450
+    expected = Noisy(pool.y, stream(0, "oracle"), flip_rate=0.05).answers
+    np.testing.assert_array_equal(state.labels[rows], expected[rows])
+    assert (state.labels[state.labeled_in < 0] == -1).all()
+
+
+def test_stops_cleanly_when_the_pool_runs_out(pool):
+    state = make_loop(pool, acquisition=Random(), budget=Budget(initial=100, batch_size=300, rounds=10)).run()
+    assert state.finished and state.n_labeled == len(pool.y)
+    assert [h["n_labels"] for h in state.history] == [100, 400, 600]
+
+
+def test_max_labels_truncates_the_last_batch(pool):
+    state = make_loop(pool, budget=Budget(initial=10, batch_size=20, rounds=None, max_labels=45)).run()
+    assert [h["n_labels"] for h in state.history] == [10, 30, 45]
+
+
+def test_cold_start_with_one_class_falls_back_to_random_then_learns(pool):
+    negatives_only = np.flatnonzero(pool.y == 0)[:5]
+    budget = Budget(initial=5, batch_size=40, rounds=3, stratified=False)
+    loop = make_loop(pool, budget=budget)
+    state = LoopState.fresh(len(pool.y))
+    state.pending = negatives_only  # a hand-picked, single-class initial set
+    loop.oracle.request(negatives_only)
+    state = loop.run(state)
+    assert state.history[0]["kappa"] == 0.0  # a constant predictor
+    assert state.finished and state.history[-1]["n_labels"] == 125
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("crash_at_step", [10, 30, 60])
+def test_resume_after_a_crash_equals_an_uninterrupted_run(pool, tmp_path, crash_at_step):
+    reference = make_loop(pool).run()
+    checkpoint = tmp_path / "state.npz"
+
+    def log_then_crash(metrics, step):
+        if step == crash_at_step:
+            raise Crash
+
+    with pytest.raises(Crash):
+        make_loop(pool, log_metrics=log_then_crash, checkpoint=checkpoint).run()
+    saved = LoopState.load(checkpoint)
+    assert not saved.finished
+    resumed = make_loop(pool, checkpoint=checkpoint).run(saved)
+    np.testing.assert_array_equal(resumed.selected(), reference.selected())
+    np.testing.assert_array_equal(resumed.labeled_in, reference.labeled_in)
+    assert resumed.history == reference.history
+
+
+def test_state_round_trips_through_its_file(tmp_path):
+    state = LoopState.fresh(5)
+    state.labeled_in[[1, 3]] = [0, 1]
+    state.labels[[1, 3]] = [1, 0]
+    state.round, state.evaluated, state.run_id = 1, 0, "abc"
+    state.pending = np.array([4])
+    state.history = [{"kappa": 0.5}]
+    state.save(tmp_path / "s.npz")
+    back = LoopState.load(tmp_path / "s.npz")
+    np.testing.assert_array_equal(back.labeled_in, state.labeled_in)
+    np.testing.assert_array_equal(back.labels, state.labels)
+    np.testing.assert_array_equal(back.pending, [4])
+    assert (back.round, back.evaluated, back.run_id, back.history) == (1, 0, "abc", [{"kappa": 0.5}])
+    assert list(tmp_path.iterdir()) == [tmp_path / "s.npz"]  # no temp file left behind
