@@ -70,14 +70,12 @@ def run(cfg: DictConfig) -> None:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     key = run_key(resolved)
     checkpoint = Path(cfg.state_dir) / f"{key}.npz"
-    state = LoopState.load(checkpoint) if checkpoint.is_file() else None
-    if state is not None and state.finished:
-        state = None
-    if state is not None:
-        log.info("resuming from %s at round %d (%d labels)", checkpoint, state.round, state.n_labeled)
+    state = _unfinished_state(checkpoint)
     choices = _choices()
     run_name = f"{choices.get('data')}-{choices.get('acquisition')}-{choices.get('oracle')}-seed{cfg.seed}"
-    tags = {"alexp.run_key": key, **({"alexp.sweep_dir": str(_sweep_dir())} if _sweep_dir() else {})}
+    tags = {"alexp.run_key": key}
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        tags["alexp.sweep_dir"] = HydraConfig.get().sweep.dir  # groups the runs of one sweep
     with tracking.tracked_run(cfg.tracking.uri, cfg.tracking.experiment_name, run_name, run_params(cfg),
                               tags, resolved, run_id=state.run_id if state else None) as tracker:
         state = state or LoopState.fresh(len(pool_rows))
@@ -92,6 +90,19 @@ def run(cfg: DictConfig) -> None:
         _log_final_state(tracker, state, table.ids[pool_rows], checkpoint)
     print(f"run {tracker.run_id} ({run_name}): kappa by label count")
     print(_curve_table(state.history))
+
+
+def _unfinished_state(checkpoint: Path):
+    """The loop state of an interrupted run with this config, or None to start afresh."""
+    from alexp.loop import LoopState
+
+    if not checkpoint.is_file():
+        return None
+    state = LoopState.load(checkpoint)
+    if state.finished:
+        return None
+    log.info("resuming from %s at round %d (%d labels)", checkpoint, state.round, state.n_labeled)
+    return state
 
 
 def check_node(node: Any, where: str, skip: tuple[str, ...] = ()) -> None:
@@ -178,13 +189,13 @@ def run_key(resolved: dict) -> str:
 
 
 def run_params(cfg: DictConfig) -> dict[str, str]:
-    """MLflow params: each group's chosen option, the seed, and the job's own command-line overrides."""
+    """MLflow params: each group's chosen option, the seed, and the job's overrides that change results."""
     params = {g: v for g, v in _choices().items() if v is not None}
     params["seed"] = str(cfg.seed)
     if HydraConfig.initialized():
         for override in HydraConfig.get().overrides.task:
             k, _, v = override.lstrip("+~").partition("=")
-            if k not in params:
+            if k not in params and k.split(".")[0] not in NOT_IN_RUN_KEY:
                 params[k] = v
     return params
 
@@ -193,12 +204,6 @@ def _choices() -> dict[str, str | None]:
     if not HydraConfig.initialized():
         return {}
     return {g: v for g, v in HydraConfig.get().runtime.choices.items() if not g.startswith("hydra")}
-
-
-def _sweep_dir() -> str | None:
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        return HydraConfig.get().sweep.dir
-    return None
 
 
 def _log_final_state(tracker, state, pool_ids, checkpoint: Path) -> None:

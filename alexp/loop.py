@@ -126,8 +126,8 @@ class Loop:
                     self._accept(state, answers)
                 if state.evaluated < state.round:
                     fitted = self._evaluate(state)
+                    bar.set_postfix(labels=state.n_labeled, kappa=f"{state.history[-1]['kappa']:.3f}", refresh=False)
                     bar.update(1)
-                    bar.set_postfix(labels=state.n_labeled, kappa=f"{state.history[-1]['kappa']:.3f}")
                 n = self.budget.next_batch(state.round + 1, state.n_labeled, len(state.labels) - state.n_labeled)
                 if n == 0:
                     state.finished = True
