@@ -203,7 +203,9 @@ def run_params(cfg: DictConfig) -> dict[str, str]:
 def _choices() -> dict[str, str | None]:
     if not HydraConfig.initialized():
         return {}
-    return {g: v for g, v in HydraConfig.get().runtime.choices.items() if not g.startswith("hydra")}
+    choices = HydraConfig.get().runtime.choices.items()
+    # A nested choice is keyed 'group@package' (e.g. acquisition@acquisition.base): name it by its package.
+    return {g.split("@")[-1]: v for g, v in choices if not g.startswith("hydra")}
 
 
 def _log_final_state(tracker, state, pool_ids, checkpoint: Path) -> None:

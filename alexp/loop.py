@@ -144,7 +144,7 @@ class Loop:
         if r == 0:
             ids = self.budget.initial_ids(len(state.labels), stream(self.seed, "initial"), self.truth)
         else:
-            pool = PoolView(self.X, state.labeled_in, self.n_classes)
+            pool = PoolView(self.X, state.labeled_in, state.labels, self.n_classes)
             ids = np.asarray(self.acquisition(fitted, pool, n, stream(self.seed, "acquisition", r)), dtype=np.intp)
             if len(ids) != n or len(np.unique(ids)) != n or (state.labeled_in[ids] >= 0).any():
                 raise RuntimeError(f"{type(self.acquisition).__name__} returned an invalid batch: "

@@ -2,52 +2,68 @@
 
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
-from alexp.acquisition import (Entropy, LeastConfidence, Margin, PoolView, chunked_top_k, entropy,
-                               least_confidence, margin, top_k)
+from alexp.acquisition import (Entropy, LeastConfidence, Margin, PoolView, entropy, least_confidence, margin,
+                               select_top, top_k)
+from alexp.acquisition.base import tie_salt
 
 from conftest import CONF
 
-STRATEGY_FILES = sorted((CONF / "acquisition").glob("*.yaml"))
+STRATEGIES = sorted(p.stem for p in (CONF / "acquisition").glob("*.yaml"))
 
 
-@pytest.fixture(params=STRATEGY_FILES, ids=lambda p: p.stem)
+def strategy_from_config(name, **overrides):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[f"acquisition={name}", *(f"acquisition.{k}={v}" for k, v in overrides.items())])
+    return instantiate(cfg.acquisition, _convert_="all")
+
+
+@pytest.fixture(params=STRATEGIES)
 def strategy(request):
-    return instantiate(OmegaConf.load(request.param))
+    return strategy_from_config(request.param)
 
 
-def half_labeled(n, rng):
+def half_labeled(pool, rng):
+    """A pool view with half the rows labeled (with their true labels)."""
+    n = len(pool.y)
     labeled_in = np.full(n, -1)
     labeled_in[rng.choice(n, n // 2, replace=False)] = 0
-    return labeled_in
+    labels = np.where(labeled_in >= 0, pool.y, -1)
+    return PoolView(pool.X, labeled_in, labels)
 
 
 def test_every_strategy_returns_n_distinct_unlabeled_rows(strategy, pool, fitted, rng):
-    labeled_in = half_labeled(len(pool.y), rng)
-    ids = strategy(fitted, PoolView(pool.X, labeled_in), 25, np.random.default_rng(1))
+    view = half_labeled(pool, rng)
+    ids = strategy(fitted, view, 25, np.random.default_rng(1))
     assert len(ids) == 25 and len(np.unique(ids)) == 25
     assert ids.min() >= 0 and ids.max() < len(pool.y)
-    assert (labeled_in[ids] == -1).all()
+    assert (view.labeled_in[ids] == -1).all()
 
 
 def test_every_strategy_is_seeded_and_leaves_the_pool_untouched(strategy, pool, fitted, rng):
-    labeled_in = half_labeled(len(pool.y), rng)
-    X_before, labeled_before = pool.X.copy(), labeled_in.copy()
-    view = PoolView(pool.X, labeled_in)
+    view = half_labeled(pool, rng)
+    X_before, labeled_before = pool.X.copy(), view.labeled_in.copy()
     a = strategy(fitted, view, 10, np.random.default_rng(7))
     b = strategy(fitted, view, 10, np.random.default_rng(7))
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(pool.X, X_before)
-    np.testing.assert_array_equal(labeled_in, labeled_before)
+    np.testing.assert_array_equal(view.labeled_in, labeled_before)
 
 
 def test_every_strategy_can_take_the_whole_remaining_pool(strategy, pool, fitted):
     labeled_in = np.zeros(len(pool.y), dtype=int)
     labeled_in[:5] = -1
-    ids = strategy(fitted, PoolView(pool.X, labeled_in), 5, np.random.default_rng(0))
+    view = PoolView(pool.X, labeled_in, np.where(labeled_in >= 0, pool.y, -1))
+    ids = strategy(fitted, view, 5, np.random.default_rng(0))
     assert sorted(ids) == [0, 1, 2, 3, 4]
+
+
+def test_every_strategy_respects_a_candidate_restriction(strategy, pool, fitted, rng):
+    view = half_labeled(pool, rng).restrict(np.arange(0, 600, 3))
+    ids = strategy(fitted, view, 12, np.random.default_rng(2))
+    assert (ids % 3 == 0).all() and (view.labeled_in[ids] == -1).all() and len(np.unique(ids)) == 12
 
 
 PROBA = np.array([[0.50, 0.50], [0.90, 0.10], [0.65, 0.35], [0.20, 0.80], [0.45, 0.55], [0.99, 0.01]])
@@ -88,23 +104,29 @@ def test_uncertainty_strategies_pick_the_hand_ranked_rows(strategy):
     assert ids.tolist() == [2, 3, 1]
 
 
-def test_top_k_breaks_ties_by_the_tiebreak_values():
+def test_top_k_keeps_the_highest_scores_and_orders_ties_by_seeded_keys():
     scores = np.array([1.0, 3.0, 3.0, 3.0, 2.0])
-    tiebreak = np.array([0.9, 0.1, 0.8, 0.5, 0.0])
-    assert top_k(scores, tiebreak, 2).tolist() == [2, 3]
-    assert top_k(scores, tiebreak, 5).tolist() == [2, 3, 1, 4, 0]
+    rows = np.arange(5)
+    picks = [tuple(top_k(scores, rows, 2, tie_salt(np.random.default_rng(s)))) for s in range(20)]
+    assert all(set(p) <= {1, 2, 3} for p in picks)
+    assert len(set(picks)) > 1  # which tied rows win depends on the seed
+    assert top_k(scores, rows, 5, tie_salt(np.random.default_rng(0)))[3:].tolist() == [4, 0]
 
 
-def test_chunked_top_k_equals_a_full_sort_for_any_chunk_size(rng):
+def test_select_top_is_independent_of_the_chunk_size(rng):
     scores = rng.integers(0, 20, 1000).astype(float)  # many ties
-    rows = np.arange(1000)
-    full = chunked_top_k(lambda x: x, scores, rows, 37, np.random.default_rng(3), chunk_size=1000)
-    order = np.lexsort((np.arange(1000), -scores))
-    assert sorted(scores[full]) == sorted(scores[order[:37]])  # same score multiset as an exact top-37
+    view = PoolView(scores[:, None], np.full(1000, -1))
+    full = select_top(lambda x: x[:, 0], view, 37, np.random.default_rng(3), chunk_size=1000)
+    assert sorted(scores[full], reverse=True) == sorted(scores, reverse=True)[:37]
     for chunk in (1, 50, 333):
-        got = chunked_top_k(lambda x: x, scores, rows, 37, np.random.default_rng(3), chunk_size=chunk)
-        assert sorted(scores[got]) == sorted(scores[full])
-        assert len(np.unique(got)) == 37
+        got = select_top(lambda x: x[:, 0], view, 37, np.random.default_rng(3), chunk_size=chunk)
+        np.testing.assert_array_equal(got, full)
+
+
+def test_select_top_skips_labeled_rows():
+    view = PoolView(np.arange(10.0)[:, None], np.array([0, -1] * 5))
+    got = select_top(lambda x: x[:, 0], view, 3, np.random.default_rng(0), chunk_size=4)
+    assert got.tolist() == [9, 7, 5]
 
 
 def test_ties_are_broken_at_random_by_the_seed():

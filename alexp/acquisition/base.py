@@ -1,0 +1,116 @@
+"""What every strategy shares: the pool view, the protocol, and one-pass chunked top-k selection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+# Tie keys are an affine map of the row index modulo this prime: a bijection on rows < 2^31, so they never tie.
+_TIE_PRIME = np.uint64(2**31 - 1)
+
+
+@dataclass(frozen=True)
+class PoolView:
+    """Read-only view of the pool for a strategy: every pool row's features and the loop's labeling state."""
+
+    X: Any  # n_pool x d features (ndarray, memmap or scipy sparse); never copied whole
+    labeled_in: NDArray[np.int64]  # round each row was labeled in, -1 if unlabeled
+    labels: NDArray[np.int64] | None = None  # the oracle's label per row, -1 if unlabeled
+    n_classes: int = 2
+    allowed: NDArray[np.bool_] | None = None  # optional restriction of the candidates (e.g. predicted positives)
+
+    def candidate_mask(self) -> NDArray[np.bool_]:
+        """Rows a strategy may select: unlabeled and allowed."""
+        mask = self.labeled_in < 0
+        return mask if self.allowed is None else mask & self.allowed
+
+    def unlabeled(self) -> NDArray[np.intp]:
+        return np.flatnonzero(self.candidate_mask())
+
+    def labeled(self) -> NDArray[np.intp]:
+        return np.flatnonzero(self.labeled_in >= 0)
+
+    def restrict(self, rows: NDArray[np.intp]) -> PoolView:
+        """The same pool with candidates limited to `rows` (labeled rows stay labeled)."""
+        allowed = np.zeros(len(self.labeled_in), dtype=bool)
+        allowed[rows] = True
+        if self.allowed is not None:
+            allowed &= self.allowed
+        return replace(self, allowed=allowed)
+
+
+class Acquisition(Protocol):
+    def __call__(self, model, pool: PoolView, n: int, rng: np.random.Generator) -> NDArray[np.intp]:
+        """Return n distinct candidate row indices of the pool."""
+
+
+def blocks(n_rows: int, chunk_size: int) -> Iterator[tuple[int, int]]:
+    """(start, stop) of consecutive row blocks: slicing a block of a dense array is a view, not a copy."""
+    for start in range(0, n_rows, chunk_size):
+        yield start, min(start + chunk_size, n_rows)
+
+
+def tie_salt(rng: np.random.Generator) -> tuple[np.uint64, np.uint64]:
+    """Random coefficients of the tie-key map; drawn once per selection."""
+    a, b = rng.integers(1, 2**31 - 1, size=2, dtype=np.uint64)
+    return a, b
+
+
+def tie_keys(rows: NDArray[np.intp], salt: tuple[np.uint64, np.uint64]) -> NDArray[np.uint64]:
+    """Seeded pseudo-random keys of rows, distinct for distinct rows, independent of chunking."""
+    a, b = salt
+    return (rows.astype(np.uint64) * a + b) % _TIE_PRIME
+
+
+def top_k(scores: NDArray, rows: NDArray[np.intp], n: int, salt) -> NDArray[np.intp]:
+    """Positions of the n highest scores, ties broken by the rows' tie keys; best first. O(len + n log n)."""
+    if n < len(scores):
+        kth = np.partition(scores, len(scores) - n)[len(scores) - n]
+        above = np.flatnonzero(scores > kth)
+        tied = np.flatnonzero(scores == kth)
+        need = n - len(above)
+        if need < len(tied):
+            tied = tied[np.argpartition(-tie_keys(rows[tied], salt).astype(np.int64), need - 1)[:need]]
+        keep = np.concatenate([above, tied])
+    else:
+        keep = np.arange(len(scores))
+    keys = tie_keys(rows[keep], salt).astype(np.int64)
+    return keep[np.lexsort((-keys, -scores[keep]))]
+
+
+def select_top(score: Callable[[Any], NDArray], pool: PoolView, n: int, rng: np.random.Generator,
+               chunk_size: int = 65_536) -> NDArray[np.intp]:
+    """The n candidate rows with the highest `score(X[block])`, in one pass over the pool, best first.
+
+    Extra memory is one block's scores plus the running top n; seeded random order among equal scores.
+    """
+    salt = tie_salt(rng)
+    mask = pool.candidate_mask()
+    best_rows = np.empty(0, dtype=np.intp)
+    best_scores = np.empty(0)
+    for start, stop in blocks(len(mask), chunk_size):
+        keep = mask[start:stop]
+        if not keep.any():
+            continue
+        s = np.asarray(score(pool.X[start:stop])).ravel()[keep]
+        rows = np.flatnonzero(keep) + start
+        if len(best_rows) == n:  # only rows that can still enter the top n
+            enter = s >= best_scores[-1]
+            s, rows = s[enter], rows[enter]
+        rows = np.concatenate([best_rows, rows])
+        s = np.concatenate([best_scores, s])
+        order = top_k(s, rows, n, salt)
+        best_rows, best_scores = rows[order], s[order]
+    return best_rows
+
+
+def candidates(pool: PoolView, max_candidates: int | None, rng: np.random.Generator) -> NDArray[np.intp]:
+    """The candidate rows, or a uniform random subsample of `max_candidates` of them (sorted)."""
+    rows = pool.unlabeled()
+    if max_candidates is not None and len(rows) > max_candidates:
+        rows = np.sort(rng.choice(rows, max_candidates, replace=False))
+    return rows
