@@ -79,6 +79,10 @@ class SentenceEmbedding(TransformerMixin, BaseEstimator):
         from tqdm.auto import tqdm
         from transformers import AutoModel, AutoTokenizer
 
+        if not self.progress:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
         path = self.model_path or default_model_path()
         device = pick_device(self.device)
         tokenizer = AutoTokenizer.from_pretrained(path)

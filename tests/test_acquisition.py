@@ -147,3 +147,14 @@ def test_sparse_pools_are_scored_like_dense_ones(pool, fitted):
     dense = Margin(chunk_size=128)(fitted, PoolView(pool.X, labeled_in), 20, np.random.default_rng(0))
     sparse = Margin(chunk_size=128)(fitted, PoolView(csr_matrix(pool.X), labeled_in), 20, np.random.default_rng(0))
     np.testing.assert_array_equal(dense, sparse)
+
+
+def test_every_strategy_works_on_a_sparse_pool(strategy, pool, rng):
+    from scipy.sparse import csr_matrix
+    from sklearn.linear_model import LogisticRegression
+
+    X = csr_matrix(np.where(np.abs(pool.X) > 1, pool.X, 0))  # tf-idf-like: mostly zeros
+    model = LogisticRegression(max_iter=500).fit(X[:60], pool.y[:60])
+    view = half_labeled(pool, rng)
+    ids = strategy(model, PoolView(X, view.labeled_in, view.labels), 15, np.random.default_rng(0))
+    assert len(np.unique(ids)) == 15 and (view.labeled_in[ids] == -1).all()

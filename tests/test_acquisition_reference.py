@@ -188,3 +188,15 @@ def test_boundary_pairs_fall_back_to_margin_when_no_clusters_overlap():
     view = PoolView(X, np.full(100, -1))
     got = BoundaryPairs(n_clusters=2)(model, view, 6, np.random.default_rng(0))
     np.testing.assert_array_equal(got, Margin()(model, view, 6, np.random.default_rng(0)))
+
+
+def test_a_heterogeneous_committee_from_the_command_line_runs(pool):
+    from test_acquisition import strategy_from_config
+
+    members = "[{_target_:sklearn.naive_bayes.GaussianNB},{_target_:sklearn.linear_model.LogisticRegression}]"
+    strategy = strategy_from_config("kl_disagreement", members=members)
+    assert [type(m).__name__ for m in strategy.members] == ["GaussianNB", "LogisticRegression"]
+    labeled_in = np.where(np.arange(600) < 100, 0, -1)
+    view = PoolView(pool.X, labeled_in, np.where(labeled_in >= 0, pool.y, -1))
+    ids = strategy(None, view, 10, np.random.default_rng(0))
+    assert len(np.unique(ids)) == 10 and (labeled_in[ids] == -1).all()

@@ -7,7 +7,9 @@ from sklearn.linear_model import LogisticRegression
 from alexp.acquisition import Entropy, Random
 from alexp.budget import Budget
 from alexp.loop import Loop, LoopState, stream
-from alexp.oracles import Noisy, Perfect
+from alexp.oracles import Noisy
+
+from conftest import CONF
 
 
 def make_loop(pool, acquisition=None, budget=None, seed=0, **kw):
@@ -110,3 +112,12 @@ def test_state_round_trips_through_its_file(tmp_path):
     np.testing.assert_array_equal(back.pending, [4])
     assert (back.round, back.evaluated, back.run_id, back.history) == (1, 0, "abc", [{"kappa": 0.5}])
     assert list(tmp_path.iterdir()) == [tmp_path / "s.npz"]  # no temp file left behind
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "acquisition").glob("*.yaml")))
+def test_every_configured_strategy_runs_the_loop(pool, name):
+    from test_acquisition import strategy_from_config
+
+    state = make_loop(pool, acquisition=strategy_from_config(name), budget=Budget(initial=20, batch_size=15, rounds=3)).run()
+    assert [h["n_labels"] for h in state.history] == [20, 35, 50, 65]
+    assert len(np.unique(state.selected())) == 65
