@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import expit, rel_entr
+from scipy.special import expit, rel_entr, xlogy
 from scipy.stats import entropy
 
 from alexp import AlexpError, models
@@ -47,6 +47,11 @@ def consensus_kl(proba: NDArray) -> NDArray[np.float64]:
     return rel_entr(proba, consensus).sum(axis=2).mean(axis=0)
 
 
+def binary_entropy(p: NDArray) -> NDArray:
+    """Entropy (nats) of Bernoulli(p), in p's float dtype."""
+    return -(xlogy(p, p) + xlogy(1 - p, 1 - p))
+
+
 @dataclass(frozen=True)
 class _Disagreement:
     n_members: int = 5
@@ -62,20 +67,22 @@ class _Disagreement:
         committee = build_committee(model, pool, rng, self.n_members, self.members)
         return select_top(self._scorer(committee, pool.n_classes), pool, n, rng, self.chunk_size)
 
+    def from_logits(self, Z: NDArray) -> NDArray:
+        """The disagreement of binary logistic members from their logits Z (rows x members)."""
+        p1 = expit(Z.astype(np.float64)).T
+        return self.disagreement(np.stack([1 - p1, p1], axis=2), 2)
+
     def _scorer(self, committee: list, n_classes: int) -> Callable:
         logits = [models.binary_logit(m) for m in committee]
         if n_classes == 2 and all(logit is not None for logit in logits):
             # One X @ W for the whole committee: W stacks the members' weight vectors.
             W = np.stack([w for w, _ in logits], axis=1)
-            b = np.array([b for _, b in logits])
+            b = np.array([b for _, b in logits], dtype=W.dtype)
+            return lambda X: self.from_logits(models.linear_scores(X, W, b))
 
-            def score(X):
-                p1 = expit(models.linear_scores(X, W, b).astype(np.float64)).T  # (members, rows)
-                return self.disagreement(np.stack([1 - p1, p1], axis=2), 2)
-        else:
-            def score(X):
-                return self.disagreement(np.stack([models.predict_proba(m, X, n_classes) for m in committee]),
-                                         n_classes)
+        def score(X):
+            return self.disagreement(np.stack([models.predict_proba(m, X, n_classes) for m in committee]),
+                                     n_classes)
         return score
 
 
@@ -85,9 +92,22 @@ class VoteEntropy(_Disagreement):
 
     disagreement = staticmethod(lambda proba, k: vote_entropy(proba.argmax(axis=2), k))
 
+    def from_logits(self, Z: NDArray) -> NDArray:
+        # Binary votes: the entropy depends only on how many members vote positive, so look it up.
+        m = Z.shape[1]
+        table = binary_entropy(np.arange(m + 1) / m)
+        return table[(Z > 0).sum(axis=1)]
+
 
 @dataclass(frozen=True)
 class KLDisagreement(_Disagreement):
     """Mean KL divergence of members from the consensus distribution (McCallum & Nigam 1998)."""
 
     disagreement = staticmethod(lambda proba, k: consensus_kl(proba))
+
+    def from_logits(self, Z: NDArray) -> NDArray:
+        # mean_m KL(p_m || mean p) = H(mean p) - mean_m H(p_m), and H(sigmoid(z)) = softplus(z) - z sigmoid(z).
+        # Computed in the pool's float dtype: float32 pools stay float32 (ranking error ~1e-7).
+        p = expit(Z)
+        member_entropy = np.logaddexp(Z.dtype.type(0), Z) - Z * p
+        return binary_entropy(p.mean(axis=1)) - member_entropy.mean(axis=1)
