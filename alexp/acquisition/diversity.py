@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.metrics import pairwise_distances_argmin_min
-from sklearn.metrics.pairwise import euclidean_distances
 
 from alexp.acquisition.base import PoolView, candidates
 from alexp.models import predict_proba
@@ -35,9 +34,11 @@ def k_center_greedy(X, centers, n: int, first: int | None = None) -> NDArray[np.
     for i in range(n):
         pick = int(np.argmax(min_sq)) if (centers.shape[0] or i) else int(first or 0)
         picks.append(pick)
-        d = euclidean_distances(X, X[pick:pick + 1], X_norm_squared=sq[:, None], squared=True).ravel()
-        np.minimum(min_sq, d, out=min_sq)
-        min_sq[pick] = -1.0  # never again, even where rounding leaves d slightly above 0
+        # |x - c|^2 = |x|^2 + |c|^2 - 2 x.c: one X @ c in X's own dtype per pick, no float64 copy of X.
+        dot = X @ X[pick].T if hasattr(X, "toarray") else X @ X[pick]
+        dot = np.asarray(dot.toarray() if hasattr(dot, "toarray") else dot).ravel()
+        np.minimum(min_sq, sq + sq[pick] - 2 * dot, out=min_sq)
+        min_sq[pick] = -1.0  # never again, even where rounding leaves it slightly above 0
     return np.array(picks, dtype=np.intp)
 
 
