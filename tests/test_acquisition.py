@@ -158,3 +158,15 @@ def test_every_strategy_works_on_a_sparse_pool(strategy, pool, rng):
     view = half_labeled(pool, rng)
     ids = strategy(model, PoolView(X, view.labeled_in, view.labels), 15, np.random.default_rng(0))
     assert len(np.unique(ids)) == 15 and (view.labeled_in[ids] == -1).all()
+
+
+def test_every_strategy_handles_three_classes(strategy):
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = make_classification(n_samples=400, n_features=6, n_informative=4, n_classes=3, random_state=1)
+    labeled_in = np.where(np.arange(400) < 60, 0, -1)
+    model = LogisticRegression(max_iter=500).fit(X[:60], y[:60])
+    view = PoolView(X, labeled_in, np.where(labeled_in >= 0, y, -1), n_classes=3)
+    ids = strategy(model, view, 12, np.random.default_rng(0))
+    assert len(np.unique(ids)) == 12 and (labeled_in[ids] == -1).all()
