@@ -18,8 +18,10 @@ def _is_count(value) -> bool:
 class Budget:
     """Round 0 labels `initial` items; each later round labels `batch_size` more.
 
-    The loop stops after `rounds` acquisition rounds or at `max_labels` labels, whichever comes first (at
-    least one must be set), or earlier when the pool runs out. `stratified` draws the initial set with each
+    The loop stops after `rounds` acquisition rounds, at `max_labels` labels or when the next label would
+    push the oracle's cost past `max_cost`, whichever comes first (at least one must be set), or earlier when
+    the pool runs out. The money budget counts the oracle's cost_per_label; per-item extras (an expert
+    panel's adjudication fees) can take the final spend slightly past it. `stratified` draws the initial set with each
     class in proportion to the truth and at least one item of every class (a simulation convenience that
     avoids a cold start); otherwise it is uniformly random.
     """
@@ -28,6 +30,7 @@ class Budget:
     batch_size: int = 20
     rounds: int | None = 10
     max_labels: int | None = None
+    max_cost: float | None = None
     stratified: bool = True
 
     def __post_init__(self):
@@ -35,8 +38,10 @@ class Budget:
             raise AlexpError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if not _is_count(self.initial):
             raise AlexpError(f"initial must be a positive integer, got {self.initial!r}")
-        if self.rounds is None and self.max_labels is None:
-            raise AlexpError("set rounds or max_labels (or both); both are null")
+        if self.rounds is None and self.max_labels is None and self.max_cost is None:
+            raise AlexpError("set rounds, max_labels or max_cost; all are null")
+        if self.max_cost is not None and self.max_cost <= 0:
+            raise AlexpError(f"max_cost must be > 0, got {self.max_cost!r}")
         if self.rounds is not None and self.rounds < 0:
             raise AlexpError(f"rounds must be >= 0, got {self.rounds!r}")
         if self.max_labels is not None and self.max_labels < self.initial:
@@ -52,13 +57,16 @@ class Budget:
             raise AlexpError(f"budget.initial={self.initial} cannot hold one item of each of {n_classes} "
                              "classes; raise it or set budget.stratified=false")
 
-    def next_batch(self, round_: int, n_labeled: int, n_unlabeled: int) -> int:
+    def next_batch(self, round_: int, n_labeled: int, n_unlabeled: int, spent: float = 0.0,
+                   unit_cost: float = 1.0) -> int:
         """Size of round `round_`'s batch (round 0 is the initial set); 0 means stop."""
         if round_ == 0:
             return min(self.initial, n_unlabeled)
         if self.rounds is not None and round_ > self.rounds:
             return 0
         room = n_unlabeled if self.max_labels is None else min(n_unlabeled, self.max_labels - n_labeled)
+        if self.max_cost is not None and unit_cost > 0:
+            room = min(room, int((self.max_cost - spent) / unit_cost + 1e-9))
         return max(0, min(self.batch_size, room))
 
     def initial_ids(self, n_pool: int, rng: np.random.Generator,

@@ -27,7 +27,7 @@ log = logging.getLogger("alexp")
 
 GROUPS = ("data", "features", "model", "acquisition", "oracle", "budget")
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the checkout's conf/ (editable install)
-RUNTIME_ARGS = {"oracle": ("truth", "rng")}  # passed by alexp at instantiation, not set in YAML
+RUNTIME_ARGS = {"oracle": ("truth", "rng", "context")}  # passed by alexp at instantiation, not set in YAML
 NOT_IN_RUN_KEY = ("tracking", "progress", "state_dir")  # settings that do not change a run's results
 
 
@@ -65,7 +65,8 @@ def run(cfg: DictConfig) -> None:
     pool_rows, test_rows = data.split(table, source.test_size, stream_int(cfg.seed, "split"))
     budget.check_pool(len(pool_rows))
     X_pool, X_test = featurize(features, table, pool_rows, test_rows)
-    oracle = build(cfg, "oracle", truth=table.y[pool_rows], rng=stream(cfg.seed, "oracle"))
+    context = {name: column[pool_rows] for name, column in table.extra.items()}
+    oracle = build(cfg, "oracle", truth=table.y[pool_rows], rng=stream(cfg.seed, "oracle"), context=context)
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     key = run_key(resolved)

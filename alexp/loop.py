@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from alexp import models
 from alexp.acquisition import Acquisition, PoolView
 from alexp.budget import Budget
-from alexp.metrics import evaluate
+from alexp.metrics import agreement, evaluate
 from alexp.oracles import Oracle
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class LoopState:
     evaluated: int = -1  # last round whose model was fitted, evaluated and logged
     pending: NDArray[np.intp] = field(default_factory=lambda: np.empty(0, dtype=np.intp))  # asked, not answered
     history: list[dict[str, float]] = field(default_factory=list)  # metrics per evaluated round
+    cost: float = 0.0  # what the accepted labels cost
     run_id: str | None = None  # tracking run this state belongs to
     finished: bool = False
 
@@ -69,7 +70,7 @@ class LoopState:
         """Write atomically: a temp file in the same folder, then a rename."""
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"round": self.round, "evaluated": self.evaluated, "history": self.history,
-                "run_id": self.run_id, "finished": self.finished}
+                "run_id": self.run_id, "finished": self.finished, "cost": self.cost}
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -85,7 +86,7 @@ class LoopState:
         with np.load(path) as z:
             meta = json.loads(str(z["meta"]))
             return cls(z["labeled_in"], z["labels"], meta["round"], meta["evaluated"], z["pending"],
-                       meta["history"], meta["run_id"], meta["finished"])
+                       meta["history"], meta["cost"], meta["run_id"], meta["finished"])
 
 
 @dataclass
@@ -128,7 +129,8 @@ class Loop:
                     fitted = self._evaluate(state)
                     bar.set_postfix(labels=state.n_labeled, kappa=f"{state.history[-1]['kappa']:.3f}", refresh=False)
                     bar.update(1)
-                n = self.budget.next_batch(state.round + 1, state.n_labeled, len(state.labels) - state.n_labeled)
+                n = self.budget.next_batch(state.round + 1, state.n_labeled, len(state.labels) - state.n_labeled,
+                                           state.cost, getattr(self.oracle, "cost_per_label", 1.0))
                 if n == 0:
                     state.finished = True
                     self._save(state)
@@ -156,6 +158,7 @@ class Loop:
         if not np.array_equal(np.sort(ids), np.sort(state.pending)):
             raise RuntimeError(f"oracle answered {len(ids)} ids for a request of {state.pending.size}")
         state.round += 1
+        state.cost += self.oracle.cost(ids) if hasattr(self.oracle, "cost") else float(len(ids))
         state.labeled_in[ids] = state.round
         state.labels[ids] = np.fromiter(answers.values(), dtype=np.int64, count=len(answers))
         state.pending = np.empty(0, dtype=np.intp)
@@ -171,6 +174,12 @@ class Loop:
         metrics = evaluate(self.y_test, models.predict_proba(fitted, self.X_test, self.n_classes))
         metrics["n_labels"] = float(rows.sum())
         metrics["positives_labeled"] = float((state.labels[rows] == 1).sum())
+        metrics["cost"] = state.cost
+        labeled = np.flatnonzero(rows)
+        if self.truth is not None:  # how good the oracle's labels are, against the data's own labels
+            metrics["oracle_kappa"] = agreement(self.truth[labeled], state.labels[labeled])
+        if hasattr(self.oracle, "metrics"):
+            metrics.update(self.oracle.metrics(labeled))
         self.log_metrics(metrics, state.n_labeled)
         state.history.append(metrics)
         state.evaluated = state.round

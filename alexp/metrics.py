@@ -11,6 +11,15 @@ from sklearn.metrics import (accuracy_score, average_precision_score, cohen_kapp
                              precision_recall_fscore_support)
 
 
+def agreement(a: NDArray, b: NDArray) -> float:
+    """Cohen's kappa of two label vectors; 0.0 where it is undefined (a single label throughout)."""
+    with warnings.catch_warnings():
+        for category in (UndefinedMetricWarning, RuntimeWarning, UserWarning):
+            warnings.simplefilter("ignore", category)
+        kappa = cohen_kappa_score(a, b)
+    return 0.0 if np.isnan(kappa) else float(kappa)
+
+
 def evaluate(y_true: NDArray[np.int64], proba: NDArray[np.float64]) -> dict[str, float]:
     """Binary-task metrics of argmax predictions (a 0.5 threshold) against gold labels, positive class = 1.
 
@@ -18,14 +27,10 @@ def evaluate(y_true: NDArray[np.int64], proba: NDArray[np.float64]) -> dict[str,
     depend on the threshold.
     """
     y_pred = proba.argmax(axis=1)
-    with warnings.catch_warnings():  # a constant prediction has undefined kappa/precision: report 0
-        for category in (UndefinedMetricWarning, RuntimeWarning, UserWarning):
-            warnings.simplefilter("ignore", category)
-        kappa = cohen_kappa_score(y_true, y_pred)
-        precision, recall, f1, _ = precision_recall_fscore_support(
-            y_true, y_pred, pos_label=1, average="binary", zero_division=0)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y_true, y_pred, pos_label=1, average="binary", zero_division=0)
     return {
-        "kappa": 0.0 if np.isnan(kappa) else float(kappa),
+        "kappa": agreement(y_true, y_pred),
         "f1": float(f1),
         "precision": float(precision),
         "recall": float(recall),

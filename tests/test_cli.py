@@ -11,12 +11,17 @@ import pytest
 SMALL = ["budget=small", "data.n_rows=2000", "progress=false"]
 
 
-def alexp(*args, cwd, check=True):
+def job_env(cwd):
+    """The environment of an alexp job run in `cwd`: its own MLflow store and checkpoint folder."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db", "ALEXP_STATE_DIR": f"{cwd}/state",
            "HYDRA_FULL_ERROR": "0"}
     if "ALEXP_DATA_DIR" in env:  # relative to where pytest started, not to the job's temp folder
         env["ALEXP_DATA_DIR"] = os.path.abspath(env["ALEXP_DATA_DIR"])
-    proc = subprocess.run([sys.executable, "-m", "alexp", *args], cwd=cwd, env=env, capture_output=True,
+    return env
+
+
+def alexp(*args, cwd, check=True):
+    proc = subprocess.run([sys.executable, "-m", "alexp", *args], cwd=cwd, env=job_env(cwd), capture_output=True,
                           text=True, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"alexp {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
@@ -150,3 +155,39 @@ def test_clickbait_with_minilm_runs_end_to_end_and_caches_embeddings(tmp_path, d
     final = [client.get_metric_history(r.info.run_id, "kappa")[-1] for r in found]
     assert all(m.step == 60 for m in final)
     assert max(m.value for m in final) > 0.3  # MiniLM separates clickbait even from 60 labels
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_round_resumes_to_the_uninterrupted_result(tmp_path):
+    import signal
+    import time
+
+    from alexp.loop import LoopState
+
+    args = ["data.n_rows=60000", "model=random_forest", "model.n_estimators=60", "oracle=noisy",
+            "budget.rounds=12", "progress=false"]
+    (reference := tmp_path / "reference").mkdir()
+    alexp(*args, cwd=reference)
+    (killed := tmp_path / "killed").mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "alexp", *args], cwd=killed, env=job_env(killed),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:  # wait until round 3 is checkpointed
+        found = list((killed / "state").glob("*.npz"))
+        if found and LoopState.load(found[0]).round >= 3:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    alexp(*args, cwd=killed)  # the same command continues from the checkpoint
+
+    (client_a, _, (a,)), (client_b, _, (b,)) = runs(reference), runs(killed)
+    assert b.info.status == "FINISHED"
+    for metric in ("kappa", "average_precision", "cost", "oracle_kappa"):
+        ha = [(m.step, m.value) for m in client_a.get_metric_history(a.info.run_id, metric)]
+        hb = sorted(set((m.step, m.value) for m in client_b.get_metric_history(b.info.run_id, metric)))
+        assert sorted(ha) == hb and len(ha) == 13
+    labeled = [pl.read_parquet(c.download_artifacts(r.info.run_id, "labeled.parquet", str(tmp_path / r.info.run_id)))
+               for c, r in ((client_a, a), (client_b, b))]
+    assert labeled[0].equals(labeled[1])

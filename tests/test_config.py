@@ -22,7 +22,11 @@ def composed(*overrides):
 
 
 def runtime(group):
-    return {"truth": np.array([0, 1, 0, 1]), "rng": np.random.default_rng(0)} if group in RUNTIME_ARGS else {}
+    if group not in RUNTIME_ARGS:
+        return {}
+    truth = np.array([0, 1] * 20)
+    return {"truth": truth, "rng": np.random.default_rng(0),
+            "context": {"n_hate_speech": truth * 2, "annotator_count": np.full(40, 3)}}
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])

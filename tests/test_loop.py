@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import cohen_kappa_score
 
 from alexp.acquisition import Entropy, Random
 from alexp.budget import Budget
@@ -64,9 +65,9 @@ def test_max_labels_truncates_the_last_batch(pool):
 
 
 def test_cold_start_with_one_class_falls_back_to_random_then_learns(pool):
-    negatives_only = np.flatnonzero(pool.y == 0)[:5]
     budget = Budget(initial=5, batch_size=40, rounds=3, stratified=False)
     loop = make_loop(pool, budget=budget)
+    negatives_only = np.flatnonzero(loop.oracle.answers == 0)[:5]  # the oracle labels all five negative
     state = LoopState.fresh(len(pool.y))
     state.pending = negatives_only  # a hand-picked, single-class initial set
     loop.oracle.request(negatives_only)
@@ -121,3 +122,24 @@ def test_every_configured_strategy_runs_the_loop(pool, name):
     state = make_loop(pool, acquisition=strategy_from_config(name), budget=Budget(initial=20, batch_size=15, rounds=3)).run()
     assert [h["n_labels"] for h in state.history] == [20, 35, 50, 65]
     assert len(np.unique(state.selected())) == 65
+
+
+def test_each_round_logs_cost_and_the_oracles_realized_kappa(pool):
+    from alexp.oracles import ExpertPanel
+
+    loop = make_loop(pool)
+    loop.oracle = ExpertPanel(pool.y, stream(0, "oracle"), kappas=[0.9, 0.7], cost_per_label=2.0)
+    state = loop.run()
+    assert [h["cost"] for h in state.history] == [40.0, 80.0, 120.0, 160.0, 200.0, 240.0]  # 2 experts x 2.0
+    rows = state.selected()
+    last = state.history[-1]
+    assert last["oracle_kappa"] == pytest.approx(cohen_kappa_score(pool.y[rows], state.labels[rows]))
+    assert 0 < last["panel_kappa"] < 1
+
+
+def test_a_money_budget_stops_the_loop(pool):
+    loop = make_loop(pool, budget=Budget(initial=10, batch_size=10, rounds=None, max_cost=35.0))
+    loop.oracle.cost_per_label = 1.5
+    state = loop.run()
+    assert [h["n_labels"] for h in state.history] == [10, 20, 23]  # 15 + 15 + 3 x 1.5 = 34.5 <= 35
+    assert state.cost == pytest.approx(34.5)
