@@ -65,7 +65,8 @@ def run(cfg: DictConfig) -> None:
     pool_rows, test_rows = data.split(table, source.test_size, stream_int(cfg.seed, "split"))
     budget.check_pool(len(pool_rows))
     X_pool, X_test = featurize(features, table, pool_rows, test_rows)
-    context = {name: column[pool_rows] for name, column in table.extra.items()}
+    context = {"id": table.ids[pool_rows], **({"text": table.inputs[pool_rows]} if table.is_text else {}),
+               **{name: column[pool_rows] for name, column in table.extra.items()}}
     oracle = build(cfg, "oracle", truth=table.y[pool_rows], rng=stream(cfg.seed, "oracle"), context=context)
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -86,7 +87,9 @@ def run(cfg: DictConfig) -> None:
                     progress=cfg.progress)
         state = loop.run(state)
         if not state.finished:
-            print(f"alexp: waiting for labels; run the same command again to resume ({checkpoint})")
+            tracker.pause()
+            where = oracle.where() if hasattr(oracle, "where") else f"the oracle ({checkpoint})"
+            print(f"alexp: waiting for {state.pending.size} labels: {where}; then run the same command again")
             return
         _log_final_state(tracker, state, table.ids[pool_rows], checkpoint)
     print(f"run {tracker.run_id} ({run_name}): kappa by label count")

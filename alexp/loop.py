@@ -121,10 +121,13 @@ class Loop:
             while True:
                 if state.pending.size:
                     answers = self.oracle.collect()
-                    if answers is None:
+                    if answers:
+                        self._accept(state, answers)
+                    if state.pending.size:  # nothing, or only part of the batch, came back
+                        if answers:
+                            self.oracle.request(state.pending)  # ask again for the rest only
                         log.info("waiting for %d labels", state.pending.size)
                         return state
-                    self._accept(state, answers)
                 if state.evaluated < state.round:
                     fitted = self._evaluate(state)
                     bar.set_postfix(labels=state.n_labeled, kappa=f"{state.history[-1]['kappa']:.3f}", refresh=False)
@@ -154,14 +157,16 @@ class Loop:
         return ids.astype(np.intp)
 
     def _accept(self, state: LoopState, answers: dict[int, int]) -> None:
+        """Record answers (all of the request, or part of it: the rest stays pending) and save at once."""
         ids = np.fromiter(answers.keys(), dtype=np.intp, count=len(answers))
-        if not np.array_equal(np.sort(ids), np.sort(state.pending)):
-            raise RuntimeError(f"oracle answered {len(ids)} ids for a request of {state.pending.size}")
-        state.round += 1
+        if not np.isin(ids, state.pending).all():
+            raise RuntimeError(f"oracle answered ids that were not requested: {ids[~np.isin(ids, state.pending)][:5]}")
         state.cost += self.oracle.cost(ids) if hasattr(self.oracle, "cost") else float(len(ids))
-        state.labeled_in[ids] = state.round
+        state.labeled_in[ids] = state.round + 1
         state.labels[ids] = np.fromiter(answers.values(), dtype=np.int64, count=len(answers))
-        state.pending = np.empty(0, dtype=np.intp)
+        state.pending = state.pending[~np.isin(state.pending, ids)]
+        if not state.pending.size:
+            state.round += 1
         self._save(state)
 
     def _fit(self, state: LoopState):

@@ -48,6 +48,12 @@ class Tracker:
 
         mlflow.log_metrics(dict(metrics), step=step)
 
+    def pause(self) -> None:
+        """End the run as SCHEDULED (waiting for labels); continuing it later sets it running again."""
+        import mlflow
+
+        mlflow.end_run(status="SCHEDULED")
+
     def log_artifacts(self, folder: Path) -> None:
         import mlflow
 

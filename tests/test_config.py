@@ -26,7 +26,7 @@ def runtime(group):
         return {}
     truth = np.array([0, 1] * 20)
     return {"truth": truth, "rng": np.random.default_rng(0),
-            "context": {"n_hate_speech": truth * 2, "annotator_count": np.full(40, 3)}}
+            "context": {"id": np.arange(40), "n_hate_speech": truth * 2, "annotator_count": np.full(40, 3)}}
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])

@@ -10,6 +10,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from alexp.oracles.files import Files
 from alexp.oracles.simulated import (ClassConditional, Crowd, ExpertPanel, Noisy, Perfect, RaterVotes, Simulated,
                                      TargetKappa, expected_kappa, pairwise_kappa, rates_for_kappa)
 
@@ -24,5 +25,5 @@ class Oracle(Protocol):
     def metrics(self, rows: NDArray[np.intp]) -> dict[str, float]: ...
 
 
-__all__ = ["Oracle", "Simulated", "Perfect", "Noisy", "ClassConditional", "TargetKappa", "RaterVotes", "Crowd",
+__all__ = ["Oracle", "Files", "Simulated", "Perfect", "Noisy", "ClassConditional", "TargetKappa", "RaterVotes", "Crowd",
            "ExpertPanel", "expected_kappa", "rates_for_kappa", "pairwise_kappa"]
