@@ -11,6 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alexp.oracles.files import Files
+from alexp.oracles.terminal import Terminal
 from alexp.oracles.simulated import (ClassConditional, Crowd, ExpertPanel, Noisy, Perfect, RaterVotes, Simulated,
                                      TargetKappa, expected_kappa, pairwise_kappa, rates_for_kappa)
 
@@ -25,5 +26,5 @@ class Oracle(Protocol):
     def metrics(self, rows: NDArray[np.intp]) -> dict[str, float]: ...
 
 
-__all__ = ["Oracle", "Files", "Simulated", "Perfect", "Noisy", "ClassConditional", "TargetKappa", "RaterVotes", "Crowd",
+__all__ = ["Oracle", "Files", "Terminal", "Simulated", "Perfect", "Noisy", "ClassConditional", "TargetKappa", "RaterVotes", "Crowd",
            "ExpertPanel", "expected_kappa", "rates_for_kappa", "pairwise_kappa"]
