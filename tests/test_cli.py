@@ -191,3 +191,13 @@ def test_a_run_killed_mid_round_resumes_to_the_uninterrupted_result(tmp_path):
     labeled = [pl.read_parquet(c.download_artifacts(r.info.run_id, "labeled.parquet", str(tmp_path / r.info.run_id)))
                for c, r in ((client_a, a), (client_b, b))]
     assert labeled[0].equals(labeled[1])
+
+
+@pytest.mark.slow
+def test_an_expert_panel_run_logs_cost_and_panel_kappa_every_round(tmp_path):
+    alexp(*SMALL, "oracle=expert_panel", "budget.max_cost=150", "budget.rounds=null", cwd=tmp_path)
+    client, _, (run,) = runs(tmp_path)
+    cost = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "cost")]
+    assert cost == [(10, 30.0), (20, 60.0), (30, 90.0), (40, 120.0), (50, 150.0)]  # 3 experts x 1.0 per label
+    panel = client.get_metric_history(run.info.run_id, "panel_kappa")
+    assert [m.step for m in panel] == [10, 20, 30, 40, 50] and all(0 <= m.value <= 1 for m in panel)
