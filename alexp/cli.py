@@ -28,7 +28,8 @@ log = logging.getLogger("alexp")
 GROUPS = ("data", "features", "model", "acquisition", "oracle", "budget")
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the checkout's conf/ (editable install)
 RUNTIME_ARGS = {"oracle": ("truth", "rng", "context")}  # passed by alexp at instantiation, not set in YAML
-NOT_IN_RUN_KEY = ("tracking", "progress", "state_dir")  # settings that do not change a run's results
+NOT_IN_RUN_KEY = ("progress", "state_dir")  # settings that change neither a run's results nor where it is logged
+NOT_PARAMS = ("tracking", *NOT_IN_RUN_KEY)  # overrides not worth an MLflow param
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
@@ -187,7 +188,8 @@ def featurize(features, table, pool_rows, test_rows):
 
 
 def run_key(resolved: dict) -> str:
-    """Hash of everything that determines a run's results: the same config resumes the same checkpoint."""
+    """Hash of the config that determines a run's results and its MLflow experiment: the same config resumes
+    the same checkpoint (and MLflow run); the same experiment logged to another store or experiment does not."""
     content = {k: v for k, v in resolved.items() if k not in NOT_IN_RUN_KEY}
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -199,7 +201,7 @@ def run_params(cfg: DictConfig) -> dict[str, str]:
     if HydraConfig.initialized():
         for override in HydraConfig.get().overrides.task:
             k, _, v = override.lstrip("+~").partition("=")
-            if k not in params and k.split(".")[0] not in NOT_IN_RUN_KEY:
+            if k not in params and k.split(".")[0] not in NOT_PARAMS:
                 params[k] = v
     return params
 

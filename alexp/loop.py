@@ -101,7 +101,7 @@ class Loop:
     oracle: Oracle
     budget: Budget
     seed: int
-    truth: NDArray[np.int64] | None = None  # pool truth, used only for a stratified initial set
+    truth: NDArray[np.int64] | None = None  # the data's pool labels: a stratified start, and oracle_kappa
     n_classes: int = 2
     log_metrics: Callable[[dict[str, float], int], None] = lambda metrics, step: None
     checkpoint: Path | None = None
@@ -175,12 +175,11 @@ class Loop:
 
     def _evaluate(self, state: LoopState):
         fitted = self._fit(state)
-        rows = state.labeled_in >= 0
+        labeled = np.flatnonzero(state.labeled_in >= 0)
         metrics = evaluate(self.y_test, models.predict_proba(fitted, self.X_test, self.n_classes))
-        metrics["n_labels"] = float(rows.sum())
-        metrics["positives_labeled"] = float((state.labels[rows] == 1).sum())
+        metrics["n_labels"] = float(len(labeled))
+        metrics["positives_labeled"] = float((state.labels[labeled] == 1).sum())
         metrics["cost"] = state.cost
-        labeled = np.flatnonzero(rows)
         if self.truth is not None:  # how good the oracle's labels are, against the data's own labels
             metrics["oracle_kappa"] = agreement(self.truth[labeled], state.labels[labeled])
         if hasattr(self.oracle, "metrics"):

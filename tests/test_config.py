@@ -83,3 +83,13 @@ def test_presets_read_from_the_data_dir(monkeypatch):
     cfg = composed("data=davidson_hate")
     assert cfg.data.path == "/some/where/davidson2017_hate_offensive.parquet"
     assert instantiate(cfg.data).label_column == "hate_speech"
+
+
+def test_the_checkpoint_key_follows_results_and_experiment_not_display_settings():
+    from alexp.cli import run_key
+
+    base = OmegaConf.to_container(composed(), resolve=True)
+    same = OmegaConf.to_container(composed("progress=false", "state_dir=/elsewhere"), resolve=True)
+    assert run_key(base) == run_key(same)
+    for override in ("seed=1", "acquisition=margin", "tracking.experiment_name=other"):
+        assert run_key(OmegaConf.to_container(composed(override), resolve=True)) != run_key(base), override
