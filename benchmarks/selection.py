@@ -215,7 +215,7 @@ def loop_modal(d: Data):
 
 def agreement(d: Data):
     """Overlap of the top-100 sets of the libraries on the same pool and model (a sanity check)."""
-    from modAL import disagreement, uncertainty
+    from modAL import uncertainty
 
     def run():
         def to_pool(idx):

@@ -7,7 +7,7 @@ from sklearn.linear_model import LogisticRegression
 
 from alexp.acquisition import (Badge, BoundaryPairs, ClassBalanced, ClusterMargin, Coreset, DensityWeighted,
                                Entropy, KLDisagreement, LeastConfidence, Margin, PoolView, VoteEntropy,
-                               consensus_kl, entropy, k_center_greedy, vote_entropy)
+                               consensus_kl, k_center_greedy, vote_entropy)
 from alexp.acquisition.committee import build_committee
 from alexp.acquisition.diversity import kmeans_pp_factored
 from alexp.acquisition.hybrid import round_robin

@@ -1,11 +1,13 @@
-"""Oracles: the perfect oracle, and the noisy oracle's flip rate, kappa, order independence and seeding."""
+"""Simulated oracles: perfect and noisy answers, calibrated quality (target kappa, class-conditional), crowds,
+expert panels and rater votes."""
 
 import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
 from alexp import AlexpError
-from alexp.oracles import Noisy, Perfect
+from alexp.oracles import (ClassConditional, Crowd, ExpertPanel, Noisy, Perfect, RaterVotes, TargetKappa,
+                           expected_kappa, rates_for_kappa)
 
 N = 100_000
 
@@ -78,12 +80,6 @@ def test_noisy_rejects_flip_rate_outside_0_1(flip_rate):
 
 
 # --- calibrated quality: target kappa, class-conditional, crowds, panels -------------------------------------
-
-from sklearn.metrics import cohen_kappa_score  # noqa: E402
-
-from alexp.oracles import (ClassConditional, Crowd, ExpertPanel, RaterVotes, TargetKappa,  # noqa: E402
-                           expected_kappa, rates_for_kappa)
-
 
 @pytest.mark.parametrize("kappa", [0.41, 0.59, 0.81])
 @pytest.mark.parametrize("positive_bias", [1.0, 3.0])

@@ -127,7 +127,7 @@ def cover(X, turns: list[NDArray[np.intp]], labels: NDArray, n: int) -> NDArray[
     mids: list[NDArray] = []
     pools = [list(range(len(t))) for t in turns]
     while len(chosen) < n and any(pools):
-        for t, (pairs, left) in enumerate(zip(turns, pools)):
+        for pairs, left in zip(turns, pools):
             left[:] = [i for i in left if not taken.intersection(pairs[i].tolist())]
             if not left or len(chosen) >= n:
                 continue
