@@ -181,7 +181,7 @@ def featurize(features, table, pool_rows, test_rows):
     except (AttributeError, TypeError, ValueError) as e:
         raise AlexpError(f"features: {type(features).__name__} cannot transform {kind} inputs ({e}); "
                          "use features=identity for numeric data, tfidf or minilm for text") from None
-    if getattr(X, "dtype", None) == object:
+    if getattr(getattr(X, "dtype", None), "kind", None) == "O":
         raise AlexpError(f"features: {type(features).__name__} left the inputs as text; "
                          "use features=tfidf or features=minilm for text data")
     return X[pool_rows], X[test_rows]

@@ -16,7 +16,8 @@ STRATEGIES = sorted(p.stem for p in (CONF / "acquisition").glob("*.yaml"))
 
 def strategy_from_config(name, **overrides):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[f"acquisition={name}", *(f"acquisition.{k}={v}" for k, v in overrides.items())])
+        cfg = compose("config", overrides=[f"acquisition={name}",
+                                           *(f"acquisition.{k}={v}" for k, v in overrides.items())])
     return instantiate(cfg.acquisition, _convert_="all")
 
 

@@ -69,7 +69,8 @@ def test_committee_strategies_pick_the_hand_computed_rows():
 
 def test_committee_shortcut_equals_the_generic_computation(pool):
     labeled = np.arange(80)
-    view = PoolView(pool.X, np.where(np.isin(np.arange(600), labeled), 0, -1), np.where(np.arange(600) < 80, pool.y, -1))
+    view = PoolView(pool.X, np.where(np.isin(np.arange(600), labeled), 0, -1),
+                    np.where(np.arange(600) < 80, pool.y, -1))
     model = LogisticRegression(max_iter=500)
     for cls in (VoteEntropy, KLDisagreement):
         strategy = cls(n_members=5)

@@ -113,7 +113,8 @@ def test_the_same_command_twice_gives_identical_selections_and_metrics(tmp_path)
     alexp(*args, cwd=tmp_path)
     client, _, (a, b) = runs(tmp_path)
     assert a.info.run_id != b.info.run_id  # a finished run is not resumed: the second is a fresh run
-    labeled = [pl.read_parquet(client.download_artifacts(r.info.run_id, "labeled.parquet", str(tmp_path / r.info.run_id)))
+    labeled = [pl.read_parquet(client.download_artifacts(r.info.run_id, "labeled.parquet",
+                                                         str(tmp_path / r.info.run_id)))
                for r in (a, b)]
     assert labeled[0].equals(labeled[1]) and labeled[0].height == 60
     for metric in ("kappa", "f1", "average_precision", "positives_labeled"):

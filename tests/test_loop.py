@@ -119,7 +119,8 @@ def test_state_round_trips_through_its_file(tmp_path):
 def test_every_configured_strategy_runs_the_loop(pool, name):
     from test_acquisition import strategy_from_config
 
-    state = make_loop(pool, acquisition=strategy_from_config(name), budget=Budget(initial=20, batch_size=15, rounds=3)).run()
+    budget = Budget(initial=20, batch_size=15, rounds=3)
+    state = make_loop(pool, acquisition=strategy_from_config(name), budget=budget).run()
     assert [h["n_labels"] for h in state.history] == [20, 35, 50, 65]
     assert len(np.unique(state.selected())) == 65
 
