@@ -76,3 +76,25 @@ def test_an_expert_labels_through_files_across_runs(tmp_path):
     assert labeled.height == 30
     assert labeled["label"].to_list() == expert(labeled["id"].to_list())  # the answers given, exactly
     assert len(list((queue / "done").iterdir())) == 4  # partial + rest of round 0, rounds 1 and 2: all kept
+
+
+def test_with_wait_the_oracle_polls_until_labels_arrive_or_the_timeout(tmp_path):
+    import threading
+
+    from alexp.oracles import Files
+
+    oracle = Files({"id": np.array([5, 6, 7])}, queue_dir=str(tmp_path), wait=True, poll_seconds=0.02,
+                   timeout_seconds=0.1)
+    oracle.request(np.array([0, 2]))
+    assert oracle.collect() is None  # nothing came within the timeout: the run saves and stops
+    oracle.timeout_seconds = None
+
+    def expert_saves():  # written whole, then renamed: the poll never sees half a file
+        (tmp_path / "draft").mkdir()
+        answer(tmp_path / "draft", [5, 7], ["1", "0"])
+        (tmp_path / "draft" / "labels.csv").rename(tmp_path / "labels.csv")
+
+    later = threading.Timer(0.1, expert_saves)
+    later.start()
+    assert oracle.collect() == {0: 1, 2: 0}
+    later.join()

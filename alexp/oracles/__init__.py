@@ -11,9 +11,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alexp.oracles.files import Files
-from alexp.oracles.terminal import Terminal
+from alexp.oracles.label_studio import LabelStudio
 from alexp.oracles.simulated import (ClassConditional, Crowd, ExpertPanel, Noisy, Perfect, RaterVotes, Simulated,
                                      TargetKappa, expected_kappa, pairwise_kappa, rates_for_kappa)
+from alexp.oracles.terminal import Terminal
 
 
 class Oracle(Protocol):
@@ -26,5 +27,5 @@ class Oracle(Protocol):
     def metrics(self, rows: NDArray[np.intp]) -> dict[str, float]: ...
 
 
-__all__ = ["Oracle", "Files", "Terminal", "Simulated", "Perfect", "Noisy", "ClassConditional", "TargetKappa", "RaterVotes", "Crowd",
-           "ExpertPanel", "expected_kappa", "rates_for_kappa", "pairwise_kappa"]
+__all__ = ["Oracle", "Files", "LabelStudio", "Terminal", "Simulated", "Perfect", "Noisy", "ClassConditional",
+           "TargetKappa", "RaterVotes", "Crowd", "ExpertPanel", "expected_kappa", "rates_for_kappa", "pairwise_kappa"]

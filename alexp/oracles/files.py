@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alexp import AlexpError
+from alexp.oracles.human import wait_for
 
 
 class Files:
@@ -63,11 +63,9 @@ class Files:
         _write_atomic(frame, self.pending_file)
 
     def collect(self) -> dict[int, int] | None:
-        deadline = None if self.timeout_seconds is None else time.monotonic() + self.timeout_seconds
-        while not self.labels_file.is_file():
-            if not self.wait or (deadline is not None and time.monotonic() >= deadline):
-                return None
-            time.sleep(self.poll_seconds)
+        if wait_for(lambda: self.labels_file.is_file() or None, self.wait, self.poll_seconds,
+                    self.timeout_seconds) is None:
+            return None
         answers = self._read(self.labels_file)
         done = self.queue / "done"
         done.mkdir(exist_ok=True)
