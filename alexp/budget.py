@@ -18,6 +18,9 @@ def _is_count(value) -> bool:
 class Budget:
     """Round 0 labels `initial` items; each later round labels `batch_size` more.
 
+    `initial: 0` is a cold start from a scout (a zero-shot model): round 0 then buys `batch_size` labels chosen
+    by the acquisition strategy from the scout's predictions, as the seed's LLM-0 does.
+
     The loop stops after `rounds` acquisition rounds, at `max_labels` labels or when the next label would
     push the oracle's cost past `max_cost`, whichever comes first (at least one must be set), or earlier when
     the pool runs out. The money budget counts the oracle's cost_per_label; per-item extras (an expert
@@ -36,8 +39,8 @@ class Budget:
     def __post_init__(self):
         if not _is_count(self.batch_size):
             raise AlexpError(f"batch_size must be a positive integer, got {self.batch_size!r}")
-        if not _is_count(self.initial):
-            raise AlexpError(f"initial must be a positive integer, got {self.initial!r}")
+        if not (_is_count(self.initial) or self.initial == 0):
+            raise AlexpError(f"initial must be a non-negative integer, got {self.initial!r}")
         if self.rounds is None and self.max_labels is None and self.max_cost is None:
             raise AlexpError("set rounds, max_labels or max_cost; all are null")
         if self.max_cost is not None and self.max_cost <= 0:
@@ -53,15 +56,15 @@ class Budget:
             if need is not None and need > n_pool:
                 raise AlexpError(f"budget.{name}={need} exceeds the pool of {n_pool} rows; lower it "
                                  "(or give the data more rows / a smaller test_size)")
-        if self.stratified and self.initial < n_classes:
+        if self.stratified and 0 < self.initial < n_classes:
             raise AlexpError(f"budget.initial={self.initial} cannot hold one item of each of {n_classes} "
                              "classes; raise it or set budget.stratified=false")
 
     def next_batch(self, round_: int, n_labeled: int, n_unlabeled: int, spent: float = 0.0,
                    unit_cost: float = 1.0) -> int:
         """Size of round `round_`'s batch (round 0 is the initial set); 0 means stop."""
-        if round_ == 0:
-            return min(self.initial, n_unlabeled)
+        if round_ == 0:  # the initial set; with initial=0 a scout picks a first batch instead
+            return min(self.initial or self.batch_size, n_unlabeled)
         if self.rounds is not None and round_ > self.rounds:
             return 0
         room = n_unlabeled if self.max_labels is None else min(n_unlabeled, self.max_labels - n_labeled)

@@ -27,7 +27,8 @@ log = logging.getLogger("alexp")
 
 GROUPS = ("data", "features", "model", "acquisition", "oracle", "budget")
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the checkout's conf/ (editable install)
-RUNTIME_ARGS = {"oracle": ("truth", "rng", "context")}  # passed by alexp at instantiation, not set in YAML
+# Arguments alexp passes at instantiation, not set in YAML.
+RUNTIME_ARGS = {"oracle": ("truth", "rng", "context"), "scout": ("features",)}
 NOT_IN_RUN_KEY = ("progress", "state_dir")  # settings that change neither a run's results nor where it is logged
 NOT_PARAMS = ("tracking", *NOT_IN_RUN_KEY)  # overrides not worth an MLflow param
 
@@ -57,15 +58,26 @@ def run(cfg: DictConfig) -> None:
     from alexp import data, tracking
     from alexp.loop import Loop, LoopState, stream, stream_int
 
-    for group in GROUPS:
+    groups = [g for g in (*GROUPS, "scout") if cfg.get(g) is not None]
+    for group in groups:
         check_node(cfg[group], group, skip=RUNTIME_ARGS.get(group, ()))
     source, features, model = build(cfg, "data"), build(cfg, "features"), build(cfg, "model")
     acquisition, budget = build(cfg, "acquisition"), build(cfg, "budget")
+    scout = build(cfg, "scout", features=features) if "scout" in groups else None
+    if budget.initial == 0 and scout is None:
+        raise AlexpError("budget: initial=0 starts from a scout's predictions; add scout=zero_shot "
+                         "(or set budget.initial to a number of labels)")
 
     table = _prefixed("data", source.load)
     pool_rows, test_rows = data.split(table, source.test_size, stream_int(cfg.seed, "split"))
     budget.check_pool(len(pool_rows))
-    X_pool, X_test = featurize(features, table, pool_rows, test_rows)
+    raw_text = getattr(model, "accepts_text", False)
+    X_pool, X_test = featurize(features, table, pool_rows, test_rows, raw_text)
+    if raw_text:
+        check_reads_text(acquisition, type(model).__name__)
+    if getattr(acquisition, "needs_samples", False) and not hasattr(model, "sample_proba"):
+        raise AlexpError(f"acquisition: {type(acquisition).__name__} needs posterior samples, and "
+                         f"{type(model).__name__} draws none; use model=mlp_head or model=transformer")
     context = {"id": table.ids[pool_rows], **({"text": table.inputs[pool_rows]} if table.is_text else {}),
                **{name: column[pool_rows] for name, column in table.extra.items()}}
     oracle = build(cfg, "oracle", truth=table.y[pool_rows], rng=stream(cfg.seed, "oracle"), context=context)
@@ -85,7 +97,7 @@ def run(cfg: DictConfig) -> None:
         state.run_id = tracker.run_id
         loop = Loop(X_pool, X_test, table.y[test_rows], model, acquisition, oracle, budget, cfg.seed,
                     truth=table.y[pool_rows], log_metrics=tracker.log_metrics, checkpoint=checkpoint,
-                    progress=cfg.progress)
+                    progress=cfg.progress, scout=scout)
         state = loop.run(state)
         if not state.finished:
             tracker.pause()
@@ -172,9 +184,19 @@ def _prefixed(group: str, fn):
         raise AlexpError(f"{group}: {cause or e}") from None
 
 
-def featurize(features, table, pool_rows, test_rows):
-    """Fit the representation on the pool's inputs only, then transform every row once; -> (X_pool, X_test)."""
+def featurize(features, table, pool_rows, test_rows, raw_text: bool = False):
+    """Fit the representation on the pool's inputs only, then transform every row once; -> (X_pool, X_test).
+
+    With `raw_text` (a model that reads text, such as model=transformer) the texts themselves are the inputs."""
     kind = "text" if table.is_text else "numeric"
+    if raw_text:
+        if not table.is_text:
+            raise AlexpError("model: this model reads raw texts and the data is numeric; use a text dataset, or "
+                             "model=logreg / mlp_head for numeric features")
+        if type(features).__name__ != "FunctionTransformer" or features.func is not None:
+            raise AlexpError(f"features: the model reads raw texts itself; use features=identity "
+                             f"(got {type(features).__name__})")
+        return table.inputs[pool_rows], table.inputs[test_rows]
     try:
         features.fit(table.inputs[pool_rows])
         X = features.transform(table.inputs)
@@ -185,6 +207,15 @@ def featurize(features, table, pool_rows, test_rows):
         raise AlexpError(f"features: {type(features).__name__} left the inputs as text; "
                          "use features=tfidf or features=minilm for text data")
     return X[pool_rows], X[test_rows]
+
+
+def check_reads_text(acquisition, model_name: str) -> None:
+    """Strategies that compare feature vectors cannot run on raw texts: say which ones can."""
+    for strategy in (acquisition, getattr(acquisition, "base", None)):
+        if getattr(strategy, "reads_features", False):
+            raise AlexpError(f"acquisition: {type(strategy).__name__} compares feature vectors, and {model_name} "
+                             "reads raw texts; use an uncertainty, committee or BALD strategy (entropy, margin, "
+                             "vote_entropy, bald, ...) or features=minilm with model=mlp_head")
 
 
 def run_key(resolved: dict) -> str:

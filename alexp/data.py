@@ -96,6 +96,7 @@ class File:
     feature_columns: Sequence[str] | None = None
     id_column: str | None = None
     classes: Sequence = (0, 1)
+    descriptions: Sequence[str] | None = None  # each class in words, [negative, positive], for zero-shot scouts
     context_columns: Sequence[str] = ()
     test_size: float = 0.2
     positive_rate: float | None = None

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from sklearn.dummy import DummyClassifier
 
 from alexp import models
 from alexp.acquisition import Acquisition, PoolView
@@ -106,12 +108,18 @@ class Loop:
     log_metrics: Callable[[dict[str, float], int], None] = lambda metrics, step: None
     checkpoint: Path | None = None
     progress: bool = True
+    scout: Any = None  # a model that needs no labels (zero-shot): logged at 0 labels, picks round 0 if initial=0
+    _select_seconds: float = field(default=0.0, init=False, repr=False)  # how long the last selection took
 
     def run(self, state: LoopState | None = None) -> LoopState:
         """Run (or continue) until the budget or pool is spent, or a human oracle has not answered yet."""
         from tqdm.auto import tqdm
 
         state = state or LoopState.fresh(self.X.shape[0])
+        if self.budget.initial == 0 and self.scout is None:
+            raise ValueError("budget.initial=0 starts from a scout's predictions: set one (scout=zero_shot)")
+        if self.scout is not None and not state.history:
+            self._evaluate_scout(state)
         if state.pending.size:  # resumed while waiting: requests are idempotent, so ask again
             self.oracle.request(state.pending)
         total = None if self.budget.rounds is None else self.budget.rounds + 1
@@ -129,7 +137,7 @@ class Loop:
                         log.info("waiting for %d labels", state.pending.size)
                         return state
                 if state.evaluated < state.round:
-                    fitted = self._evaluate(state)
+                    fitted = self._evaluate(state, resumed=fitted is None)
                     bar.set_postfix(labels=state.n_labeled, kappa=f"{state.history[-1]['kappa']:.3f}", refresh=False)
                     bar.update(1)
                 n = self.budget.next_batch(state.round + 1, state.n_labeled, len(state.labels) - state.n_labeled,
@@ -139,18 +147,21 @@ class Loop:
                     self._save(state)
                     return state
                 if fitted is None and state.round >= 0:  # resumed: refit the last round's model
-                    fitted = self._fit(state)
+                    fitted = self._fit(state, resumed=True)
+                started = time.perf_counter()
                 state.pending = self._select(state, fitted, n)
+                self._select_seconds = time.perf_counter() - started
                 self._save(state)
                 self.oracle.request(state.pending)
 
     def _select(self, state: LoopState, fitted, n: int) -> NDArray[np.intp]:
         r = state.round + 1
-        if r == 0:
+        if r == 0 and self.budget.initial > 0:
             ids = self.budget.initial_ids(len(state.labels), stream(self.seed, "initial"), self.truth)
-        else:
+        else:  # an acquisition round; round 0 of a cold start (initial=0) asks the scout
             pool = PoolView(self.X, state.labeled_in, state.labels, self.n_classes)
-            ids = np.asarray(self.acquisition(fitted, pool, n, stream(self.seed, "acquisition", r)), dtype=np.intp)
+            model = fitted if r > 0 else self.scout
+            ids = np.asarray(self.acquisition(model, pool, n, stream(self.seed, "acquisition", r)), dtype=np.intp)
             if len(ids) != n or len(np.unique(ids)) != n or (state.labeled_in[ids] >= 0).any():
                 raise RuntimeError(f"{type(self.acquisition).__name__} returned an invalid batch: "
                                    f"{len(ids)} ids ({len(np.unique(ids))} unique) for n={n}")
@@ -169,14 +180,36 @@ class Loop:
             state.round += 1
         self._save(state)
 
-    def _fit(self, state: LoopState):
-        rows = np.flatnonzero(state.labeled_in >= 0)
-        return models.fit(self.model, self.X[rows], state.labels[rows], stream_int(self.seed, "model"))
+    def _fit(self, state: LoopState, resumed: bool = False):
+        """The model fitted on the labels so far; while they hold one class, the scout if there is one.
 
-    def _evaluate(self, state: LoopState):
-        fitted = self._fit(state)
+        A warm-started model continues from its previous fit, so a resumed run first replays the fits of the
+        rounds before (deterministic, so it ends where the uninterrupted run did)."""
+        if resumed and getattr(self.model, "warm_start", False):
+            for r in range(state.round):
+                rows = np.flatnonzero((state.labeled_in >= 0) & (state.labeled_in <= r))
+                models.fit(self.model, self.X[rows], state.labels[rows], stream_int(self.seed, "model"))
+        rows = np.flatnonzero(state.labeled_in >= 0)
+        fitted = models.fit(self.model, self.X[rows], state.labels[rows], stream_int(self.seed, "model"))
+        return self.scout if self.scout is not None and isinstance(fitted, DummyClassifier) else fitted
+
+    def _evaluate_scout(self, state: LoopState) -> None:
+        """The scout's test metrics at 0 labels: where the curve starts before any label is bought."""
+        metrics = evaluate(self.y_test, models.predict_proba(self.scout, self.X_test, self.n_classes))
+        metrics.update(n_labels=0.0, positives_labeled=0.0, cost=0.0)
+        self.log_metrics(metrics, 0)
+        state.history.append(metrics)
+        self._save(state)
+
+    def _evaluate(self, state: LoopState, resumed: bool = False):
+        started = time.perf_counter()
+        fitted = self._fit(state, resumed)
+        fitted_at = time.perf_counter()
         labeled = np.flatnonzero(state.labeled_in >= 0)
         metrics = evaluate(self.y_test, models.predict_proba(fitted, self.X_test, self.n_classes))
+        # Wall times go to the tracker only: the history stays identical between runs of one config and seed.
+        seconds = {"fit_seconds": fitted_at - started, "test_seconds": time.perf_counter() - fitted_at,
+                   "select_seconds": self._select_seconds}
         metrics["n_labels"] = float(len(labeled))
         metrics["positives_labeled"] = float((state.labels[labeled] == 1).sum())
         metrics["cost"] = state.cost
@@ -184,7 +217,7 @@ class Loop:
             metrics["oracle_kappa"] = agreement(self.truth[labeled], state.labels[labeled])
         if hasattr(self.oracle, "metrics"):
             metrics.update(self.oracle.metrics(labeled))
-        self.log_metrics(metrics, state.n_labeled)
+        self.log_metrics({**metrics, **seconds}, state.n_labeled)
         state.history.append(metrics)
         state.evaluated = state.round
         self._save(state)

@@ -26,6 +26,12 @@ def strategy(request):
     return strategy_from_config(request.param)
 
 
+@pytest.fixture
+def model(strategy, fitted, fitted_mlp):
+    """The fitted model a strategy runs on: one that draws posterior samples for BALD and BatchBALD."""
+    return fitted_mlp if getattr(strategy, "needs_samples", False) else fitted
+
+
 def half_labeled(pool, rng):
     """A pool view with half the rows labeled (with their true labels)."""
     n = len(pool.y)
@@ -35,35 +41,35 @@ def half_labeled(pool, rng):
     return PoolView(pool.X, labeled_in, labels)
 
 
-def test_every_strategy_returns_n_distinct_unlabeled_rows(strategy, pool, fitted, rng):
+def test_every_strategy_returns_n_distinct_unlabeled_rows(strategy, pool, model, rng):
     view = half_labeled(pool, rng)
-    ids = strategy(fitted, view, 25, np.random.default_rng(1))
+    ids = strategy(model, view, 25, np.random.default_rng(1))
     assert len(ids) == 25 and len(np.unique(ids)) == 25
     assert ids.min() >= 0 and ids.max() < len(pool.y)
     assert (view.labeled_in[ids] == -1).all()
 
 
-def test_every_strategy_is_seeded_and_leaves_the_pool_untouched(strategy, pool, fitted, rng):
+def test_every_strategy_is_seeded_and_leaves_the_pool_untouched(strategy, pool, model, rng):
     view = half_labeled(pool, rng)
     X_before, labeled_before = pool.X.copy(), view.labeled_in.copy()
-    a = strategy(fitted, view, 10, np.random.default_rng(7))
-    b = strategy(fitted, view, 10, np.random.default_rng(7))
+    a = strategy(model, view, 10, np.random.default_rng(7))
+    b = strategy(model, view, 10, np.random.default_rng(7))
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(pool.X, X_before)
     np.testing.assert_array_equal(view.labeled_in, labeled_before)
 
 
-def test_every_strategy_can_take_the_whole_remaining_pool(strategy, pool, fitted):
+def test_every_strategy_can_take_the_whole_remaining_pool(strategy, pool, model):
     labeled_in = np.zeros(len(pool.y), dtype=int)
     labeled_in[:5] = -1
     view = PoolView(pool.X, labeled_in, np.where(labeled_in >= 0, pool.y, -1))
-    ids = strategy(fitted, view, 5, np.random.default_rng(0))
+    ids = strategy(model, view, 5, np.random.default_rng(0))
     assert sorted(ids) == [0, 1, 2, 3, 4]
 
 
-def test_every_strategy_respects_a_candidate_restriction(strategy, pool, fitted, rng):
+def test_every_strategy_respects_a_candidate_restriction(strategy, pool, model, rng):
     view = half_labeled(pool, rng).restrict(np.arange(0, 600, 3))
-    ids = strategy(fitted, view, 12, np.random.default_rng(2))
+    ids = strategy(model, view, 12, np.random.default_rng(2))
     assert (ids % 3 == 0).all() and (view.labeled_in[ids] == -1).all() and len(np.unique(ids)) == 12
 
 
@@ -150,12 +156,21 @@ def test_sparse_pools_are_scored_like_dense_ones(pool, fitted):
     np.testing.assert_array_equal(dense, sparse)
 
 
-def test_every_strategy_works_on_a_sparse_pool(strategy, pool, rng):
-    from scipy.sparse import csr_matrix
+def model_for(strategy):
+    """An unfitted model the strategy can run on."""
     from sklearn.linear_model import LogisticRegression
 
+    from alexp.models import MLPHead
+
+    return MLPHead(epochs=10, random_state=0) if getattr(strategy, "needs_samples", False) else \
+        LogisticRegression(max_iter=500)
+
+
+def test_every_strategy_works_on_a_sparse_pool(strategy, pool, rng):
+    from scipy.sparse import csr_matrix
+
     X = csr_matrix(np.where(np.abs(pool.X) > 1, pool.X, 0))  # tf-idf-like: mostly zeros
-    model = LogisticRegression(max_iter=500).fit(X[:60], pool.y[:60])
+    model = model_for(strategy).fit(X[:60], pool.y[:60])
     view = half_labeled(pool, rng)
     ids = strategy(model, PoolView(X, view.labeled_in, view.labels), 15, np.random.default_rng(0))
     assert len(np.unique(ids)) == 15 and (view.labeled_in[ids] == -1).all()
@@ -163,11 +178,10 @@ def test_every_strategy_works_on_a_sparse_pool(strategy, pool, rng):
 
 def test_every_strategy_handles_three_classes(strategy):
     from sklearn.datasets import make_classification
-    from sklearn.linear_model import LogisticRegression
 
     X, y = make_classification(n_samples=400, n_features=6, n_informative=4, n_classes=3, random_state=1)
     labeled_in = np.where(np.arange(400) < 60, 0, -1)
-    model = LogisticRegression(max_iter=500).fit(X[:60], y[:60])
+    model = model_for(strategy).fit(X[:60], y[:60])
     view = PoolView(X, labeled_in, np.where(labeled_in >= 0, y, -1), n_classes=3)
     ids = strategy(model, view, 12, np.random.default_rng(0))
     assert len(np.unique(ids)) == 12 and (labeled_in[ids] == -1).all()

@@ -201,3 +201,65 @@ def test_a_heterogeneous_committee_from_the_command_line_runs(pool):
     view = PoolView(pool.X, labeled_in, np.where(labeled_in >= 0, pool.y, -1))
     ids = strategy(None, view, 10, np.random.default_rng(0))
     assert len(np.unique(ids)) == 10 and (labeled_in[ids] == -1).all()
+
+
+# --- BALD and BatchBALD on posterior samples whose mutual information is known ---------------------------------
+
+HALF = np.array([1.0] * 10 + [0.0] * 10)  # half the sampled models are sure it is positive, half negative
+TOY = {  # P(positive | sampled model s) for s = 0..19
+    "aleatoric": np.full(20, 0.5),  # every model says 50/50: unsure, yet agreed: I = 0
+    "disagree": HALF,  # I = H(0.5) - 0 = log 2
+    "disagree_copy": HALF.copy(),  # the same information again
+    "independent": np.tile([1.0, 0.0], 10),  # disagreement independent of "disagree": I = log 2
+    "partial": np.where(np.arange(20) < 10, 0.5, 1.0),  # I = H(0.75) - log(2) / 2 (all of it shared with "disagree")
+    "confident": np.full(20, 0.9),  # I = 0
+}
+
+
+class SampledModel:
+    """A fitted stand-in whose posterior samples are TOY's; X holds row numbers."""
+
+    classes_ = np.array([0, 1])
+
+    def sample_proba(self, X, n_samples=20, rng=None):
+        p1 = np.stack(list(TOY.values()), axis=1)[:, np.asarray(X).ravel().astype(int)]
+        return np.stack([1 - p1, p1], axis=2)
+
+    def predict_proba(self, X):
+        return self.sample_proba(X).mean(axis=0)
+
+
+def toy_pool():
+    X = np.arange(len(TOY), dtype=float)[:, None]
+    return PoolView(X, np.full(len(TOY), -1), np.full(len(TOY), -1))
+
+
+def test_bald_is_the_mutual_information_of_label_and_model():
+    from alexp.acquisition import bald
+
+    mi = dict(zip(TOY, bald(SampledModel().sample_proba(np.arange(len(TOY))))))
+    h = lambda p: -(p * np.log(p) + (1 - p) * np.log(1 - p))  # noqa: E731
+    np.testing.assert_allclose([mi[k] for k in TOY], [0, np.log(2), np.log(2), np.log(2), h(0.75) - np.log(2) / 2, 0],
+                               atol=1e-12)
+
+
+def test_bald_ranks_disagreement_above_mere_uncertainty():
+    from alexp.acquisition import Bald
+
+    names = list(TOY)
+    picked = [names[i] for i in Bald()(SampledModel(), toy_pool(), 4, np.random.default_rng(0))]
+    assert set(picked[:3]) == {"disagree", "disagree_copy", "independent"} and picked[3] == "partial"
+
+
+@pytest.mark.parametrize("max_configs", [1024, 2])  # exact joint entropies, and sampled configurations
+def test_batchbald_does_not_spend_a_batch_on_copies(max_configs):
+    from alexp.acquisition import BatchBald, batch_bald
+
+    names = list(TOY)
+    for seed in range(5):
+        picked = [names[i] for i in BatchBald(max_configs=max_configs)(SampledModel(), toy_pool(), 3,
+                                                                          np.random.default_rng(seed))]
+        assert "independent" in picked[:2] and len({"disagree", "disagree_copy"} & set(picked[:2])) == 1
+        # BALD alone would take both copies (each scores log 2); the joint MI of the copies is only log 2.
+    probs = SampledModel().sample_proba(np.arange(len(TOY)))
+    assert len(batch_bald(probs, len(TOY), 1024, np.random.default_rng(0))) == len(TOY)

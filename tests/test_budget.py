@@ -113,9 +113,10 @@ def test_negative_batch_size_is_named_with_its_value():
     assert "batch_size" in message and "-5" in message
 
 
-def test_zero_initial_is_rejected():
-    message = error_message(lambda: Budget(initial=0))
-    assert "initial" in message and "0" in message
+def test_negative_initial_is_rejected_and_zero_is_a_cold_start_of_one_batch():
+    message = error_message(lambda: Budget(initial=-1))
+    assert "initial" in message and "-1" in message
+    assert schedule(Budget(initial=0, batch_size=5, rounds=2), n_pool=1000) == [5, 5, 5]
 
 
 def test_rounds_and_max_labels_cannot_both_be_null():

@@ -13,11 +13,11 @@ from alexp.oracles import Noisy
 from conftest import CONF
 
 
-def make_loop(pool, acquisition=None, budget=None, seed=0, **kw):
+def make_loop(pool, acquisition=None, budget=None, seed=0, model=None, **kw):
     budget = budget or Budget(initial=10, batch_size=10, rounds=5)
     oracle = Noisy(pool.y, stream(seed, "oracle"), flip_rate=0.05)
-    return Loop(pool.X, pool.X_test, pool.y_test, LogisticRegression(max_iter=500), acquisition or Entropy(),
-                oracle, budget, seed, truth=pool.y, progress=False, **kw)
+    return Loop(pool.X, pool.X_test, pool.y_test, model or LogisticRegression(max_iter=500),
+                acquisition or Entropy(), oracle, budget, seed, truth=pool.y, progress=False, **kw)
 
 
 def test_steps_are_label_counts_and_rounds_label_batches(pool):
@@ -117,10 +117,10 @@ def test_state_round_trips_through_its_file(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "acquisition").glob("*.yaml")))
 def test_every_configured_strategy_runs_the_loop(pool, name):
-    from test_acquisition import strategy_from_config
+    from test_acquisition import model_for, strategy_from_config
 
-    budget = Budget(initial=20, batch_size=15, rounds=3)
-    state = make_loop(pool, acquisition=strategy_from_config(name), budget=budget).run()
+    budget, strategy = Budget(initial=20, batch_size=15, rounds=3), strategy_from_config(name)
+    state = make_loop(pool, acquisition=strategy, budget=budget, model=model_for(strategy)).run()
     assert [h["n_labels"] for h in state.history] == [20, 35, 50, 65]
     assert len(np.unique(state.selected())) == 65
 

@@ -7,6 +7,7 @@ rows at a time with a running top-k: one pass over the features, O(block + k) ex
 """
 
 from alexp.acquisition.base import Acquisition, PoolView, blocks, select_top, top_k
+from alexp.acquisition.bayesian import Bald, BatchBald, bald, batch_bald
 from alexp.acquisition.boundary import BoundaryPairs
 from alexp.acquisition.committee import KLDisagreement, VoteEntropy, consensus_kl, vote_entropy
 from alexp.acquisition.diversity import Badge, Coreset, k_center_greedy
@@ -17,5 +18,6 @@ from alexp.acquisition.uncertainty import (DensityWeighted, Entropy, LeastConfid
 __all__ = [
     "Acquisition", "PoolView", "blocks", "select_top", "top_k", "Random", "Entropy", "Margin", "LeastConfidence",
     "DensityWeighted", "VoteEntropy", "KLDisagreement", "Coreset", "Badge", "ClusterMargin", "ClassBalanced",
-    "BoundaryPairs", "entropy", "margin", "least_confidence", "vote_entropy", "consensus_kl", "k_center_greedy",
+    "BoundaryPairs", "Bald", "BatchBald", "entropy", "margin", "least_confidence", "vote_entropy", "consensus_kl",
+    "k_center_greedy", "bald", "batch_bald",
 ]

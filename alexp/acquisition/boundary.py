@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -49,6 +50,8 @@ class BoundaryPairs:
     5 are alexp's choices; it sends pairs to several experts and splits their labels into fine-tune and eval
     sets, which alexp leaves to the oracle and the study configs; items already labeled never re-enter a pair.
     """
+
+    reads_features: ClassVar[bool] = True  # compares feature vectors (not for raw-text models)
 
     n_clusters: int = 10
     overlap: float = 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -50,6 +51,8 @@ class Coreset:
     (null = every candidate) for pools where a pass per pick is too slow.
     """
 
+    reads_features: ClassVar[bool] = True  # compares feature vectors (not for raw-text models)
+
     max_candidates: int | None = None
 
     def __call__(self, model, pool: PoolView, n: int, rng: np.random.Generator) -> NDArray[np.intp]:
@@ -91,6 +94,8 @@ class Badge:
     <g_i, g_j> = <p_i - e_i, p_j - e_j> * (<h_i, h_j> + 1), so the embeddings (n x classes*d) are never built.
     `h` is the model's `embed(X)` when it has one (a network's penultimate layer), otherwise the features.
     """
+
+    reads_features: ClassVar[bool] = True  # compares feature vectors (not for raw-text models)
 
     max_candidates: int | None = None
 

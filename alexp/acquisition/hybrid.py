@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -45,6 +45,8 @@ class ClusterMargin:
     round takes the `margin_multiplier * n` lowest-margin candidates, groups them by cluster, orders the
     clusters from smallest to largest, and picks one random member of each in turn until n are chosen.
     """
+
+    reads_features: ClassVar[bool] = True  # compares feature vectors (not for raw-text models)
 
     n_clusters: int = 50
     margin_multiplier: float = 10.0

@@ -92,6 +92,8 @@ class DensityWeighted:
     the candidates, so it costs one extra pass over the pool instead of an N x N similarity matrix.
     """
 
+    reads_features: ClassVar[bool] = True  # compares feature vectors (not for raw-text models)
+
     beta: float = 1.0
     chunk_size: int = 65_536
 

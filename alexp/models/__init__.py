@@ -1,0 +1,87 @@
+"""Fitting and scoring any scikit-learn-style classifier the same way every round.
+
+Besides scikit-learn's classifiers: `MLPHead` (a torch head over fixed embeddings, with MC-dropout samples),
+`TransformerClassifier` (fine-tunes a transformers sequence classifier on raw text) and `ZeroShot` (a scout
+that needs no labels). Models never log to MLflow; the runner does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.base import clone
+from sklearn.dummy import DummyClassifier
+
+from alexp.models.mlp import MLPHead
+from alexp.models.transformer import TransformerClassifier
+from alexp.models.zero_shot import ZeroShot
+
+__all__ = ["MLPHead", "TransformerClassifier", "ZeroShot", "fit", "predict_proba", "sample_proba", "predict",
+           "binary_logit", "linear_scores"]
+
+
+def fit(model, X, y: NDArray[np.int64], random_state: int):
+    """A fresh clone of `model` fitted on (X, y), with every `*random_state` parameter set to `random_state`.
+
+    A model with `warm_start=True` is fitted in place instead, continuing from its last fit (scikit-learn's
+    meaning of warm_start). While the labels hold a single class (a cold start on a rare positive), a
+    class-prior DummyClassifier stands in: its constant scores make uncertainty strategies fall back to
+    seeded random choice.
+    """
+    if len(np.unique(y)) < 2:
+        return DummyClassifier(strategy="prior").fit(np.zeros((len(y), 1)), y)
+    est = model if getattr(model, "warm_start", False) else clone(model)
+    seeds = {k: random_state for k in est.get_params() if k == "random_state" or k.endswith("__random_state")}
+    return est.set_params(**seeds).fit(X, y)
+
+
+def predict_proba(model, X, n_classes: int) -> NDArray[np.float64]:
+    """Class probabilities (n_rows x n_classes), with zero columns for classes the model never saw."""
+    return _all_classes(np.asarray(model.predict_proba(X), dtype=np.float64), model.classes_, n_classes)
+
+
+def _all_classes(proba: NDArray, classes, n_classes: int) -> NDArray:
+    """`proba` (..., len(classes)) spread onto all n_classes columns, zero for classes the model never saw."""
+    classes = np.asarray(classes)
+    if proba.shape[-1] == n_classes and np.array_equal(classes, np.arange(n_classes)):
+        return proba
+    full = np.zeros((*proba.shape[:-1], n_classes))
+    full[..., classes] = proba
+    return full
+
+
+def binary_logit(model) -> tuple[NDArray, float] | None:
+    """(w, b) with P(class 1 | x) = sigmoid(x @ w + b) when `model` is a fitted binary logistic model, else None.
+
+    For such models every uncertainty measure ranks items by |x @ w + b|, so selection needs no probabilities.
+    """
+    from sklearn.linear_model import LogisticRegression, SGDClassifier
+
+    logistic = isinstance(model, LogisticRegression) or (
+        isinstance(model, SGDClassifier) and model.loss == "log_loss")
+    if not logistic or len(getattr(model, "classes_", ())) != 2:
+        return None
+    return model.coef_[0], float(model.intercept_[0])
+
+
+def linear_scores(X, w: NDArray, b: float | NDArray) -> NDArray:
+    """X @ w + b with w in X's float dtype, so a float32 pool is never upcast (copied) to float64."""
+    dtype = X.dtype if np.issubdtype(X.dtype, np.floating) else np.float64
+    return np.asarray(X @ w.astype(dtype, copy=False)) + b
+
+
+def predict(model, X, n_classes: int) -> NDArray[np.intp]:
+    """Predicted class indices (argmax of the probabilities; the sign of the logit for binary logistic models)."""
+    logit = binary_logit(model) if n_classes == 2 else None
+    if logit is not None:
+        return (linear_scores(X, *logit) > 0).astype(np.intp)
+    return predict_proba(model, X, n_classes).argmax(axis=1)
+
+
+def sample_proba(model, X, n_samples: int, n_classes: int, rng: np.random.Generator) -> NDArray[np.float64] | None:
+    """Posterior samples of the class probabilities (n_samples x n_rows x n_classes) from a model that draws
+    them (MC dropout: `model.sample_proba`), or None for a model that cannot."""
+    if not hasattr(model, "sample_proba"):
+        return None
+    samples = np.asarray(model.sample_proba(X, n_samples=n_samples, rng=rng), dtype=np.float64)
+    return _all_classes(samples, model.classes_, n_classes)

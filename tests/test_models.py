@@ -1,0 +1,203 @@
+"""Torch models in the loop: the MC-dropout head, the transformer classifier and the zero-shot scout."""
+
+import numpy as np
+import pytest
+
+from alexp.acquisition import Entropy
+from alexp.budget import Budget
+from alexp.loop import Loop
+from alexp.models import MLPHead, TransformerClassifier, ZeroShot
+from alexp.oracles import Perfect
+
+from conftest import text_pool
+
+FAST = {"epochs": 20, "batch_size": 8, "learning_rate": 1e-2}  # enough for the tiny BERT to learn the toy task
+
+
+@pytest.fixture(scope="module")
+def texts():
+    t, y = text_pool(300)
+    return np.array(t, dtype=object), y
+
+
+def test_mlp_head_learns_is_seeded_and_draws_consistent_dropout_samples(pool):
+    a = MLPHead(epochs=30, random_state=0).fit(pool.X, pool.y)
+    assert ((a.predict_proba(pool.X_test)[:, 1] > 0.5) == pool.y_test).mean() > 0.9
+    b = MLPHead(epochs=30, random_state=0).fit(pool.X, pool.y)
+    np.testing.assert_array_equal(a.predict_proba(pool.X_test), b.predict_proba(pool.X_test))
+    s = a.sample_proba(pool.X_test, n_samples=7, rng=np.random.default_rng(1))
+    assert s.shape == (7, len(pool.X_test), 2) and np.allclose(s.sum(axis=2), 1)
+    assert s.std(axis=0).max() > 0  # dropout is on: the sampled networks differ
+    # One sampled network per sample: scoring the rows in two blocks gives the same samples.
+    halves = np.concatenate([a.sample_proba(pool.X_test[:50], 7, np.random.default_rng(1)),
+                             a.sample_proba(pool.X_test[50:], 7, np.random.default_rng(1))], axis=1)
+    np.testing.assert_allclose(halves, s, rtol=1e-6)
+    no_dropout = MLPHead(epochs=5, dropout=0.0, random_state=0).fit(pool.X, pool.y)
+    np.testing.assert_allclose(no_dropout.sample_proba(pool.X_test, 3)[2], no_dropout.predict_proba(pool.X_test),
+                               rtol=1e-5)
+
+
+def test_mlp_head_takes_sparse_features_and_balanced_class_weights(pool):
+    from scipy import sparse
+
+    X = sparse.csr_matrix(np.where(np.abs(pool.X) > 1, pool.X, 0))
+    m = MLPHead(epochs=10, class_weight="balanced", random_state=0).fit(X, pool.y)
+    assert m.predict_proba(X[:20]).shape == (20, 2)
+    with pytest.raises(ValueError, match="class_weight must be null or balanced"):
+        MLPHead(class_weight="heavy").fit(pool.X, pool.y)
+
+
+def test_transformer_fine_tunes_from_a_local_folder_and_is_seeded(tiny_transformer, texts):
+    X, y = texts
+    a = TransformerClassifier(tiny_transformer, random_state=0, **FAST).fit(X[:100], y[:100])
+    proba = a.predict_proba(X[100:])
+    assert proba.shape == (200, 2) and ((proba[:, 1] > 0.5) == y[100:]).mean() > 0.9
+    b = TransformerClassifier(tiny_transformer, random_state=0, **FAST).fit(X[:100], y[:100])
+    np.testing.assert_array_equal(proba, b.predict_proba(X[100:]))
+    s = a.sample_proba(X[:10], n_samples=3, rng=np.random.default_rng(0))
+    assert s.shape == (3, 10, 2) and s.std(axis=0).max() > 0
+    with pytest.raises(ValueError, match="raw texts"):
+        a.predict_proba(np.zeros((3, 4)))
+
+
+def test_transformer_warm_start_continues_from_the_last_fit(tiny_transformer, texts):
+    X, y = texts
+    cold = TransformerClassifier(tiny_transformer, random_state=0, epochs=1, batch_size=8, learning_rate=1e-2)
+    warm = TransformerClassifier(tiny_transformer, random_state=0, epochs=1, batch_size=8, learning_rate=1e-2,
+                                 warm_start=True)
+    fits = {}
+    for name, m in (("cold", cold), ("warm", warm)):
+        fits[name] = [m.fit(X[:40], y[:40]).predict_proba(X[100:]) for _ in range(2)]
+    np.testing.assert_array_equal(fits["cold"][0], fits["cold"][1])  # cold: every fit restarts from the same weights
+    np.testing.assert_array_equal(fits["warm"][0], fits["cold"][0])  # the first warm fit is a cold one
+    assert not np.allclose(fits["warm"][1], fits["cold"][1])  # then it trains on top of the last fit
+
+
+def test_zero_shot_scores_by_cosine_to_the_class_descriptions():
+    class Lookup:  # a fake sentence model: fixed vectors per text
+        vectors = {"neutral news": [1.0, 0.0], "bait": [0.0, 1.0]}
+
+        def transform(self, texts):
+            return np.array([self.vectors[t] for t in texts])
+
+    scout = ZeroShot(["neutral news", "bait"], temperature=0.5, features=Lookup())
+    X = np.array([[2.0, 0.0], [1.0, 1.0], [0.0, 3.0]])
+    expected = np.exp(np.array([[1, 0], [2**-0.5, 2**-0.5], [0, 1]]) / 0.5)
+    np.testing.assert_allclose(scout.predict_proba(X), expected / expected.sum(axis=1, keepdims=True))
+    with pytest.raises(ValueError, match="one per class"):
+        ZeroShot(["only one"])
+
+
+def test_zero_shot_with_the_packaged_sentence_model_reads_obvious_texts():
+    scout = ZeroShot(["a text about sports", "a text about cooking"])
+    proba = scout.predict_proba(np.array(["the striker scored twice in the final match",
+                                          "simmer the onions in butter and add the garlic"], dtype=object))
+    assert proba.argmax(axis=1).tolist() == [0, 1]
+
+
+def loop(X, y, model, budget, scout=None, checkpoint=None):
+    return Loop(X[:200], X[200:], y[200:], model, Entropy(), Perfect(y[:200]), budget, seed=0, truth=y[:200],
+                progress=False, scout=scout, checkpoint=checkpoint)
+
+
+def test_a_cold_start_asks_the_scout_for_round_zero_and_logs_it_at_zero_labels(texts):
+    X, y = texts
+
+    class KeywordScout:  # stands in for a zero-shot model: knows some of the negative words
+        classes_ = np.array([0, 1])
+
+        def predict_proba(self, X):
+            p = np.array([0.9 if ("bad" in t or "awful" in t) else 0.2 for t in X])
+            return np.stack([1 - p, p], axis=1)
+
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    model = make_pipeline(CountVectorizer(), LogisticRegression())
+    state = loop(X, y, model, Budget(initial=0, batch_size=10, rounds=2), scout=KeywordScout()).run()
+    assert [h["n_labels"] for h in state.history] == [0, 10, 20, 30]
+    first = np.flatnonzero(state.labeled_in == 0)
+    # Round 0 is entropy on the scout's scores: H(0.2) > H(0.9), so it takes rows the scout gives 0.2.
+    assert all("bad" not in t and "awful" not in t for t in X[first])
+    with pytest.raises(ValueError, match="scout=zero_shot"):
+        loop(X, y, model, Budget(initial=0, batch_size=10, rounds=1)).run()
+
+
+def test_a_resumed_warm_start_run_replays_its_fits_and_ends_as_an_uninterrupted_one(tiny_transformer, texts,
+                                                                                   tmp_path):
+    X, y = texts
+    def make():  # a fresh model object, as a new process would build
+        return TransformerClassifier(tiny_transformer, random_state=0, warm_start=True, epochs=2, batch_size=8,
+                                     learning_rate=1e-2)
+
+    whole = loop(X, y, make(), Budget(initial=10, batch_size=10, rounds=3)).run()
+    part = loop(X, y, make(), Budget(initial=10, batch_size=10, rounds=1), checkpoint=tmp_path / "s.npz").run()
+    part.finished = False
+    resumed = loop(X, y, make(), Budget(initial=10, batch_size=10, rounds=3)).run(part)
+    np.testing.assert_array_equal(resumed.labeled_in, whole.labeled_in)
+    assert [h["kappa"] for h in resumed.history] == [h["kappa"] for h in whole.history]
+
+
+# --- the same through the command line ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def text_csv(tmp_path_factory):
+    import polars as pl
+
+    t, y = text_pool(300, seed=1)
+    path = tmp_path_factory.mktemp("texts") / "reviews.csv"
+    pl.DataFrame({"text": t, "label": y}).write_csv(path)
+    return str(path)
+
+
+def text_data(path):
+    return ["data=file", f"data.path={path}", "data.text_column=text", "data.label_column=label", "progress=false",
+            "budget.initial=10", "budget.batch_size=10", "budget.rounds=2"]
+
+
+@pytest.mark.slow
+def test_alexp_fine_tunes_a_transformer_for_three_rounds(tiny_transformer, text_csv, tmp_path):
+    from test_cli import alexp, runs
+
+    out = alexp(*text_data(text_csv), "model=transformer", f"model.name_or_path={tiny_transformer}",
+                "model.epochs=20", "model.batch_size=8", "model.learning_rate=0.01", cwd=tmp_path).stdout
+    assert "kappa by label count" in out
+    client, _, (run,) = runs(tmp_path)
+    kappa = client.get_metric_history(run.info.run_id, "kappa")
+    assert [m.step for m in kappa] == [10, 20, 30] and kappa[-1].value > 0.5
+    assert run.data.params["model"] == "transformer"
+
+
+@pytest.mark.slow
+def test_a_cold_start_from_the_zero_shot_scout_logs_kappa_at_zero_labels(text_csv, tmp_path):
+    from test_cli import alexp, runs
+
+    alexp(*text_data(text_csv), "features=minilm", "scout=zero_shot", "budget.initial=0", "budget.stratified=false",
+          "data.descriptions=[a short text with a good or great word,a short text with a bad or awful word]",
+          cwd=tmp_path)
+    client, _, (run,) = runs(tmp_path)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "kappa")] == [0, 10, 20, 30]
+    assert run.data.params["scout"] == "zero_shot"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args, message", [
+    (["model=transformer"], "reads raw texts and the data is numeric"),
+    (["model=logreg", "acquisition=bald"], "Bald needs posterior samples, and LogisticRegression draws none"),
+    (["budget.initial=0"], "initial=0 starts from a scout's predictions; add scout=zero_shot"),
+    (["scout=zero_shot"], "descriptions must describe each class in words"),
+])
+def test_models_that_cannot_run_a_config_say_so_before_any_work(args, message, tmp_path):
+    from test_cli import alexp
+
+    proc = alexp(*args, cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_a_text_model_refuses_strategies_that_compare_feature_vectors(text_csv, tmp_path):
+    from test_cli import alexp
+
+    proc = alexp(*text_data(text_csv), "model=transformer", "acquisition=coreset", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "Coreset compares feature vectors" in proc.stderr, proc.stderr
