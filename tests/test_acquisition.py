@@ -185,3 +185,26 @@ def test_every_strategy_handles_three_classes(strategy):
     view = PoolView(X, labeled_in, np.where(labeled_in >= 0, y, -1), n_classes=3)
     ids = strategy(model, view, 12, np.random.default_rng(0))
     assert len(np.unique(ids)) == 12 and (labeled_in[ids] == -1).all()
+
+
+@pytest.mark.parametrize("name", ["entropy", "margin", "least_confidence", "bald"])
+def test_max_candidates_scores_only_a_seeded_subsample(name, pool, fitted, fitted_mlp, rng):
+    strategy = strategy_from_config(name, max_candidates=40)
+    model = fitted_mlp if name == "bald" else fitted
+    seen = []
+
+    class Spy:  # records how many rows the strategy asks the model about
+        classes_ = model.classes_
+
+        def predict_proba(self, X):
+            seen.append(len(X))
+            return model.predict_proba(X)
+
+        def sample_proba(self, X, n_samples, rng):
+            seen.append(len(X))
+            return model.sample_proba(X, n_samples, rng)
+
+    view = half_labeled(pool, rng)
+    a = strategy(Spy(), view, 10, np.random.default_rng(3))
+    assert sum(seen) == 40 and (view.labeled_in[a] == -1).all()
+    np.testing.assert_array_equal(a, strategy(Spy(), view, 10, np.random.default_rng(3)))

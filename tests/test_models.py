@@ -86,6 +86,8 @@ def test_zero_shot_scores_by_cosine_to_the_class_descriptions():
     np.testing.assert_allclose(scout.predict_proba(X), expected / expected.sum(axis=1, keepdims=True))
     with pytest.raises(ValueError, match="one per class"):
         ZeroShot(["only one"])
+    with pytest.raises(ValueError, match="one description per class"):  # an unquoted comma split one in two
+        ZeroShot(["not hateful", "hateful to race", "religion"], classes=[0, 1])
 
 
 def test_zero_shot_with_the_packaged_sentence_model_reads_obvious_texts():
@@ -201,3 +203,49 @@ def test_a_text_model_refuses_strategies_that_compare_feature_vectors(text_csv, 
 
     proc = alexp(*text_data(text_csv), "model=transformer", "acquisition=coreset", cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "Coreset compares feature vectors" in proc.stderr, proc.stderr
+
+
+def test_a_committee_of_transformers_votes_on_raw_texts(tiny_transformer, texts):
+    from alexp.acquisition import VoteEntropy
+
+    X, y = texts
+    model = TransformerClassifier(tiny_transformer, random_state=0, warm_start=True, **FAST)
+    run = Loop(X[:200], X[200:], y[200:], model, VoteEntropy(n_members=3), Perfect(y[:200]),
+               Budget(initial=20, batch_size=10, rounds=1), seed=0, truth=y[:200], progress=False)
+    state = run.run()
+    assert [h["n_labels"] for h in state.history] == [20, 30]
+    # The members are clones: the warm-started run model was fitted once per round, never on a bootstrap bag.
+    from alexp.loop import stream_int
+
+    reference = TransformerClassifier(tiny_transformer, random_state=stream_int(0, "model"), warm_start=True, **FAST)
+    for r in (0, 1):
+        rows = np.flatnonzero((state.labeled_in >= 0) & (state.labeled_in <= r))
+        reference.fit(X[rows], state.labels[rows])
+    np.testing.assert_array_equal(reference.predict_proba(X[200:]), run.model.predict_proba(X[200:]))
+
+
+def test_zero_shot_through_a_transformers_nli_pipeline_maps_scores_back_to_classes(tmp_path):
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast, pipeline
+
+    from conftest import WORDS
+
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "example"])}
+    BertTokenizerFast(vocab=vocab).save_pretrained(tmp_path)
+    torch.manual_seed(0)
+    labels = {0: "contradiction", 1: "neutral", 2: "entailment"}  # what the pipeline looks for
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, id2label=labels, label2id={v: k for k, v in labels.items()})
+    BertForSequenceClassification(config).save_pretrained(tmp_path)
+
+    texts = np.array(["this movie was good", "the plot was awful", "a nice film"], dtype=object)
+    scout = ZeroShot(["good", "bad"], pipeline=str(tmp_path), device="cpu")
+    proba = scout.predict_proba(texts)
+    assert proba.shape == (3, 2) and np.allclose(proba.sum(axis=1), 1)
+    reference = pipeline("zero-shot-classification", model=str(tmp_path), device=-1)
+    for row, text in zip(proba, texts):
+        out = reference(text, candidate_labels=["good", "bad"], hypothesis_template="This example is {}.")
+        np.testing.assert_allclose(row, [dict(zip(out["labels"], out["scores"]))[c] for c in ("good", "bad")],
+                                   rtol=1e-5)
+    with pytest.raises(ValueError, match="reads raw texts"):
+        scout.predict_proba(np.zeros((2, 3)))

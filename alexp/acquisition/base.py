@@ -96,8 +96,13 @@ def select_top(score: Callable[[Any], NDArray], pool: PoolView, n: int, rng: np.
         keep = mask[start:stop]
         if not keep.any():
             continue
-        s = np.asarray(score(pool.X[start:stop])).ravel()[keep]
         rows = np.flatnonzero(keep) + start
+        if len(rows) == stop - start:
+            s = np.asarray(score(pool.X[start:stop])).ravel()
+        elif 2 * len(rows) < stop - start:  # a sparse restriction: score only its rows (a small copy)
+            s = np.asarray(score(pool.X[rows])).ravel()
+        else:
+            s = np.asarray(score(pool.X[start:stop])).ravel()[keep]
         if len(best_rows) == n:  # only rows that can still enter the top n
             enter = s >= best_scores[-1]
             s, rows = s[enter], rows[enter]
@@ -114,3 +119,15 @@ def candidates(pool: PoolView, max_candidates: int | None, rng: np.random.Genera
     if max_candidates is not None and len(rows) > max_candidates:
         rows = np.sort(rng.choice(rows, max_candidates, replace=False))
     return rows
+
+
+def subsample(pool: PoolView, max_candidates: int | None, n: int, rng: np.random.Generator) -> PoolView:
+    """The pool with its candidates limited to a seeded random `max_candidates` of them (at least n), or as is.
+
+    For models whose scores are expensive (a transformer scoring every tweet of a large pool each round)."""
+    if max_candidates is None:
+        return pool
+    rows = np.flatnonzero(pool.candidate_mask())
+    if len(rows) <= max(max_candidates, n):
+        return pool
+    return pool.restrict(np.sort(rng.choice(rows, max(max_candidates, n), replace=False)))

@@ -18,7 +18,7 @@ from scipy.special import xlogy
 from sklearn.dummy import DummyClassifier
 
 from alexp import AlexpError, models
-from alexp.acquisition.base import PoolView, candidates, select_top, tie_keys, tie_salt
+from alexp.acquisition.base import PoolView, candidates, select_top, subsample, tie_keys, tie_salt
 
 
 def bald(samples: NDArray) -> NDArray[np.float64]:
@@ -46,9 +46,11 @@ class Bald:
 
     n_samples: int = 20
     chunk_size: int = 16_384
+    max_candidates: int | None = None  # score a seeded random subsample of this many candidates (slow models)
 
     def __call__(self, model, pool: PoolView, n: int, rng: np.random.Generator) -> NDArray[np.intp]:
         seed = int(rng.integers(2**31 - 1))
+        pool = subsample(pool, self.max_candidates, n, rng)
         return select_top(lambda X: bald(_samples(model, X, self.n_samples, pool.n_classes, seed)), pool, n, rng,
                           self.chunk_size)
 

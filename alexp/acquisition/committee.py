@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import expit, rel_entr, xlogy
 from scipy.stats import entropy
+from sklearn.base import clone
 
 from alexp import AlexpError, models
 from alexp.acquisition.base import PoolView, select_top
@@ -21,17 +22,18 @@ def build_committee(model, pool: PoolView, rng: np.random.Generator, n_members: 
 
     Default: `n_members` clones of the run's model, each on a stratified bootstrap of the labels (resampled
     within each class, so every bag keeps both classes of a rare-positive task). With `members`, each listed
-    estimator is fitted once on all the labels (a heterogeneous committee).
+    estimator is fitted once on all the labels (a heterogeneous committee). Members are fresh clones every
+    round (a warm-started run model is never refitted in place); any classifier works, transformers included.
     """
     rows = pool.labeled()
     X, y = pool.X[rows], pool.labels[rows]
     seeds = rng.integers(0, 2**31 - 1, size=max(n_members, len(members or ())))
     if members:
-        return [models.fit(m, X, y, int(s)) for m, s in zip(members, seeds)]
+        return [models.fit(clone(m), X, y, int(s)) for m, s in zip(members, seeds)]
     committee = []
     for s in seeds[:n_members]:
         bag = np.concatenate([rng.choice(np.flatnonzero(y == c), (y == c).sum()) for c in np.unique(y)])
-        committee.append(models.fit(model, X[bag], y[bag], int(s)))
+        committee.append(models.fit(clone(model), X[bag], y[bag], int(s)))
     return committee
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.stats import entropy as _entropy
 
-from alexp.acquisition.base import PoolView, blocks, select_top
+from alexp.acquisition.base import PoolView, blocks, select_top, subsample
 from alexp.models import binary_logit, linear_scores, predict_proba
 
 
@@ -56,9 +56,11 @@ class _UncertaintySampling:
     """Top-n candidates by an uncertainty measure of the model's predicted probabilities."""
 
     chunk_size: int = 65_536
+    max_candidates: int | None = None  # score a seeded random subsample of this many candidates (slow models)
     measure: ClassVar[Callable[[NDArray], NDArray]]
 
     def __call__(self, model, pool: PoolView, n: int, rng: np.random.Generator) -> NDArray[np.intp]:
+        pool = subsample(pool, self.max_candidates, n, rng)
         return select_top(uncertainty_scorer(model, pool.n_classes, self.measure), pool, n, rng, self.chunk_size)
 
 

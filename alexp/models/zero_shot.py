@@ -12,7 +12,7 @@ from alexp.features import SentenceEmbedding, pick_device
 
 
 class ZeroShot:
-    """Scores each item against a natural-language description of each class; needs no labels.
+    """Scores each item against a natural-language description of each class (`classes`' order); needs no labels.
 
     Default: the descriptions are embedded with the run's own sentence model (features=minilm) and each
     item's probabilities are a softmax over its cosine similarities to them, divided by `temperature`
@@ -25,7 +25,7 @@ class ZeroShot:
 
     accepts_text = True
 
-    def __init__(self, descriptions: Sequence[str] | None, temperature: float = 0.05,
+    def __init__(self, descriptions: Sequence[str] | None, classes: Sequence | None = None, temperature: float = 0.05,
                  embedding: SentenceEmbedding | None = None, pipeline: str | None = None,
                  hypothesis_template: str = "This example is {}.", batch_size: int = 32, device: str = "auto",
                  features=None):
@@ -33,6 +33,9 @@ class ZeroShot:
             raise ValueError(f"descriptions must describe each class in words, one per class (e.g. "
                              f"[a news headline, a clickbait headline]); got {descriptions!r}. Set "
                              f"scout.descriptions or data.descriptions")
+        if classes is not None and len(classes) != len(descriptions):
+            raise ValueError(f"descriptions must give one description per class {list(classes)}; got "
+                             f"{len(descriptions)}: {list(descriptions)} (quote a description that holds a comma)")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature!r}")
         self.descriptions, self.temperature = [str(d) for d in descriptions], float(temperature)
