@@ -33,8 +33,18 @@ NOT_IN_RUN_KEY = ("progress", "state_dir")  # settings that change neither a run
 NOT_PARAMS = ("tracking", *NOT_IN_RUN_KEY)  # overrides not worth an MLflow param
 
 
+def main() -> None:
+    """`alexp [overrides]` runs an experiment (Hydra); `alexp report [options]` summarises runs (see --help)."""
+    if len(sys.argv) > 1 and sys.argv[1] == "report":
+        from alexp import report
+
+        report.main(sys.argv[2:])
+    else:
+        experiment()
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def main(cfg: DictConfig) -> None:
+def experiment(cfg: DictConfig) -> None:
     from sklearn.utils._param_validation import InvalidParameterError
 
     try:

@@ -74,3 +74,19 @@ def tracked_run(uri: str, experiment_name: str, run_name: str, params: Mapping[s
             mlflow.log_params(dict(params))
             mlflow.log_dict(config, "config.yaml")
         yield Tracker(run.info.run_id)
+
+
+def client(uri: str):
+    """An MlflowClient on `uri`."""
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=uri)
+
+
+def log_report(uri: str, experiment_name: str, folder: Path) -> str:
+    """Log a report folder as the artifacts of a run tagged alexp.kind=report (reports skip such runs)."""
+    c = client(uri)
+    run = c.create_run(init_store(uri, experiment_name), run_name="report", tags={"alexp.kind": "report"})
+    c.log_artifacts(run.info.run_id, str(folder))
+    c.set_terminated(run.info.run_id)
+    return run.info.run_id
