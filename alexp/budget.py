@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,14 @@ class Budget:
     panel's adjudication fees) can take the final spend slightly past it. `stratified` draws the initial set with each
     class in proportion to the truth and at least one item of every class (a simulation convenience that
     avoids a cold start); otherwise it is uniformly random.
+
+    `schedule` (a list of increasing label counts, e.g. log-spaced 100, 300, 1000, ...) replaces initial,
+    batch_size and rounds: round r tops the labels up to schedule[r]. Learning curves of a passive baseline
+    over several orders of magnitude use it.
+
+    `eval_share` holds that share of the bought labels out of training, as the seed's curated eval split: each
+    item goes there with that probability (seeded per item), and every round logs the model's `curated_kappa`
+    against those labels beside the gold-set kappa.
     """
 
     initial: int = 20
@@ -35,8 +44,20 @@ class Budget:
     max_labels: int | None = None
     max_cost: float | None = None
     stratified: bool = True
+    schedule: Sequence[int] | None = None
+    eval_share: float = 0.0
 
     def __post_init__(self):
+        if not 0 <= self.eval_share < 1:
+            raise AlexpError(f"eval_share must be in [0, 1), got {self.eval_share!r}")
+        if self.schedule is not None:
+            steps = list(self.schedule)
+            if not steps or not all(_is_count(s) for s in steps) or any(b <= a for a, b in zip(steps, steps[1:])):
+                raise AlexpError(f"schedule must be increasing positive label counts, e.g. [100, 300, 1000]; "
+                                 f"got {steps!r}")
+            object.__setattr__(self, "schedule", tuple(steps))
+            object.__setattr__(self, "initial", steps[0])
+            object.__setattr__(self, "rounds", len(steps) - 1)
         if not _is_count(self.batch_size):
             raise AlexpError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if not (_is_count(self.initial) or self.initial == 0):
@@ -67,10 +88,11 @@ class Budget:
             return min(self.initial or self.batch_size, n_unlabeled)
         if self.rounds is not None and round_ > self.rounds:
             return 0
+        want = self.batch_size if self.schedule is None else self.schedule[round_] - n_labeled
         room = n_unlabeled if self.max_labels is None else min(n_unlabeled, self.max_labels - n_labeled)
         if self.max_cost is not None and unit_cost > 0:
             room = min(room, int((self.max_cost - spent) / unit_cost + 1e-9))
-        return max(0, min(self.batch_size, room))
+        return max(0, min(want, room))
 
     def initial_ids(self, n_pool: int, rng: np.random.Generator,
                     truth: NDArray[np.int64] | None = None) -> NDArray[np.intp]:

@@ -30,7 +30,7 @@ from alexp.oracles import Oracle
 log = logging.getLogger(__name__)
 
 # Independent random streams of one run seed. Appending a name never shifts the others.
-STREAMS = ("split", "initial", "acquisition", "oracle", "model")
+STREAMS = ("split", "initial", "acquisition", "oracle", "model", "eval")
 
 
 def stream(seed: int, name: str, *keys: int) -> np.random.Generator:
@@ -111,6 +111,11 @@ class Loop:
     scout: Any = None  # a model that needs no labels (zero-shot): logged at 0 labels, picks round 0 if initial=0
     _select_seconds: float = field(default=0.0, init=False, repr=False)  # how long the last selection took
 
+    def __post_init__(self):
+        # Each pool item is in the curated eval split, if it is ever labeled, with probability budget.eval_share:
+        # decided once per run seed, so it does not depend on the round it is labeled in (and survives resumes).
+        n, share = self.X.shape[0], self.budget.eval_share
+        self.held_out = (stream(self.seed, "eval").random(n) < share) if share else np.zeros(n, dtype=bool)
     def run(self, state: LoopState | None = None) -> LoopState:
         """Run (or continue) until the budget or pool is spent, or a human oracle has not answered yet."""
         from tqdm.auto import tqdm
@@ -159,7 +164,7 @@ class Loop:
         if r == 0 and self.budget.initial > 0:
             ids = self.budget.initial_ids(len(state.labels), stream(self.seed, "initial"), self.truth)
         else:  # an acquisition round; round 0 of a cold start (initial=0) asks the scout
-            pool = PoolView(self.X, state.labeled_in, state.labels, self.n_classes)
+            pool = PoolView(self.X, state.labeled_in, np.where(self.held_out, -1, state.labels), self.n_classes)
             model = fitted if r > 0 else self.scout
             ids = np.asarray(self.acquisition(model, pool, n, stream(self.seed, "acquisition", r)), dtype=np.intp)
             if len(ids) != n or len(np.unique(ids)) != n or (state.labeled_in[ids] >= 0).any():
@@ -185,11 +190,12 @@ class Loop:
 
         A warm-started model continues from its previous fit, so a resumed run first replays the fits of the
         rounds before (deterministic, so it ends where the uninterrupted run did)."""
+        train = (state.labeled_in >= 0) & ~self.held_out
         if resumed and getattr(self.model, "warm_start", False):
             for r in range(state.round):
-                rows = np.flatnonzero((state.labeled_in >= 0) & (state.labeled_in <= r))
+                rows = np.flatnonzero(train & (state.labeled_in <= r))
                 models.fit(self.model, self.X[rows], state.labels[rows], stream_int(self.seed, "model"))
-        rows = np.flatnonzero(state.labeled_in >= 0)
+        rows = np.flatnonzero(train)
         fitted = models.fit(self.model, self.X[rows], state.labels[rows], stream_int(self.seed, "model"))
         return self.scout if self.scout is not None and isinstance(fitted, DummyClassifier) else fitted
 
@@ -217,6 +223,11 @@ class Loop:
             metrics["oracle_kappa"] = agreement(self.truth[labeled], state.labels[labeled])
         if hasattr(self.oracle, "metrics"):
             metrics.update(self.oracle.metrics(labeled))
+        if self.budget.eval_share:  # the seed's second yardstick: agreement with the held-out expert labels
+            curated = labeled[self.held_out[labeled]]
+            predicted = models.predict(fitted, self.X[curated], self.n_classes) if len(curated) else curated
+            metrics["curated_kappa"] = agreement(state.labels[curated], predicted) if len(curated) else float("nan")
+            metrics["curated_n"] = float(len(curated))
         self.log_metrics({**metrics, **seconds}, state.n_labeled)
         state.history.append(metrics)
         state.evaluated = state.round

@@ -161,3 +161,13 @@ def test_check_pool_allows_small_initial_when_not_stratified():
 def test_booleans_are_not_counts():
     with pytest.raises(AlexpError, match="batch_size must be a positive integer, got True"):
         Budget(batch_size=True)
+
+
+def test_a_schedule_tops_the_labels_up_to_each_count():
+    budget = Budget(schedule=[100, 300, 1000, 3000])
+    assert (budget.initial, budget.rounds) == (100, 3)
+    assert schedule(budget, n_pool=100_000) == [100, 200, 700, 2000]
+    assert schedule(budget, n_pool=1500) == [100, 200, 700, 500]  # the pool runs out
+    for bad in ([], [100, 100], [300, 100], [0, 10]):
+        message = error_message(lambda bad=bad: Budget(schedule=bad))
+        assert "schedule must be increasing positive label counts" in message

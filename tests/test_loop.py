@@ -144,3 +144,31 @@ def test_a_money_budget_stops_the_loop(pool):
     state = loop.run()
     assert [h["n_labels"] for h in state.history] == [10, 20, 23]  # 15 + 15 + 3 x 1.5 = 34.5 <= 35
     assert state.cost == pytest.approx(34.5)
+
+
+def test_a_curated_eval_split_is_held_out_of_training_and_scored_every_round(pool):
+    from alexp.acquisition import VoteEntropy
+
+    budget = Budget(initial=40, batch_size=20, rounds=3, eval_share=0.25)
+    fits = []
+
+    class Recording(LogisticRegression):
+        def fit(self, X, y):
+            fits.append(len(y))
+            return super().fit(X, y)
+
+    loop = make_loop(pool, acquisition=VoteEntropy(n_members=2), budget=budget, model=Recording(max_iter=500))
+    state = loop.run()
+    labeled = np.flatnonzero(state.labeled_in >= 0)
+    held = labeled[loop.held_out[labeled]]
+    assert 0 < len(held) < len(labeled)
+    assert [h["curated_n"] for h in state.history][-1] == len(held)
+    trained = len(labeled) - len(held)
+    assert max(fits) == trained  # neither the model nor the committee ever saw a held-out label
+    from alexp import models
+    from alexp.loop import stream_int
+    from alexp.metrics import agreement
+
+    train = np.setdiff1d(labeled, held)
+    fitted = models.fit(LogisticRegression(max_iter=500), pool.X[train], state.labels[train], stream_int(0, "model"))
+    assert state.history[-1]["curated_kappa"] == agreement(state.labels[held], models.predict(fitted, pool.X[held], 2))

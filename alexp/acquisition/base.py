@@ -19,7 +19,7 @@ class PoolView:
 
     X: Any  # n_pool x d features (ndarray, memmap or scipy sparse); never copied whole
     labeled_in: NDArray[np.int64]  # round each row was labeled in, -1 if unlabeled
-    labels: NDArray[np.int64] | None = None  # the oracle's label per row, -1 if unlabeled
+    labels: NDArray[np.int64] | None = None  # the oracle's label per row, -1 if unlabeled or held out for eval
     n_classes: int = 2
     allowed: NDArray[np.bool_] | None = None  # optional restriction of the candidates (e.g. predicted positives)
 
@@ -33,6 +33,10 @@ class PoolView:
 
     def labeled(self) -> NDArray[np.intp]:
         return np.flatnonzero(self.labeled_in >= 0)
+
+    def training(self) -> NDArray[np.intp]:
+        """Labeled rows whose labels may train a model (not those held out as a curated eval split)."""
+        return np.flatnonzero((self.labeled_in >= 0) & (self.labels >= 0))
 
     def restrict(self, rows: NDArray[np.intp]) -> PoolView:
         """The same pool with candidates limited to `rows` (labeled rows stay labeled)."""

@@ -25,7 +25,7 @@ def build_committee(model, pool: PoolView, rng: np.random.Generator, n_members: 
     estimator is fitted once on all the labels (a heterogeneous committee). Members are fresh clones every
     round (a warm-started run model is never refitted in place); any classifier works, transformers included.
     """
-    rows = pool.labeled()
+    rows = pool.training()
     X, y = pool.X[rows], pool.labels[rows]
     seeds = rng.integers(0, 2**31 - 1, size=max(n_members, len(members or ())))
     if members:
