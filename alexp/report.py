@@ -135,8 +135,11 @@ def paired(diffs) -> dict[str, float]:
 
 # --- runs into a long table ----------------------------------------------------------------------------------
 
-def load_runs(uri: str, experiments: list[str], sweep_dir: str | None = None, metric: str = "kappa") -> pl.DataFrame:
-    """One row per (run, step): run_id, condition, seed, n_labels, value of `metric`, cost (null if not logged)."""
+def load_runs(uri: str, experiments: list[str], sweep_dir: str | None = None, metric: str = "kappa",
+              keys: list[str] | None = None) -> pl.DataFrame:
+    """One row per (run, step): run_id, condition, seed, n_labels, value of `metric` (column `kappa`), cost.
+
+    A condition is named by the params that vary between runs, or by `keys` when given."""
     from alexp.tracking import client as tracking_client
 
     client = tracking_client(uri)
@@ -153,10 +156,10 @@ def load_runs(uri: str, experiments: list[str], sweep_dir: str | None = None, me
         raise AlexpError(f"no finished alexp runs in experiment(s) {experiments} of {uri}"
                          + (f" with sweep dir {sweep_dir}" if sweep_dir else ""))
     params = [{k: v for k, v in r.data.params.items() if k != "seed"} for r in runs]
-    varying = sorted(k for k in set().union(*params) if len({p.get(k) for p in params}) > 1)
+    varying = keys or sorted(k for k in set().union(*params) if len({p.get(k) for p in params}) > 1)
     rows = []
     for r, p in zip(runs, params):
-        condition = " ".join(f"{k}={p.get(k)}" for k in varying) or "all runs"
+        condition = " ".join(f"{k}={p[k]}" for k in varying if k in p) or "all runs"
         cost = {m.step: m.value for m in client.get_metric_history(r.info.run_id, "cost")}
         for m in client.get_metric_history(r.info.run_id, metric):
             rows.append((r.info.run_id, condition, int(r.data.params.get("seed", 0)), m.step, m.value,
