@@ -116,6 +116,7 @@ class Loop:
         # decided once per run seed, so it does not depend on the round it is labeled in (and survives resumes).
         n, share = self.X.shape[0], self.budget.eval_share
         self.held_out = (stream(self.seed, "eval").random(n) < share) if share else np.zeros(n, dtype=bool)
+
     def run(self, state: LoopState | None = None) -> LoopState:
         """Run (or continue) until the budget or pool is spent, or a human oracle has not answered yet."""
         from tqdm.auto import tqdm
@@ -225,9 +226,9 @@ class Loop:
             metrics.update(self.oracle.metrics(labeled))
         if self.budget.eval_share:  # the seed's second yardstick: agreement with the held-out expert labels
             curated = labeled[self.held_out[labeled]]
-            predicted = models.predict(fitted, self.X[curated], self.n_classes) if len(curated) else curated
-            metrics["curated_kappa"] = agreement(state.labels[curated], predicted) if len(curated) else float("nan")
             metrics["curated_n"] = float(len(curated))
+            metrics["curated_kappa"] = agreement(state.labels[curated], models.predict(
+                fitted, self.X[curated], self.n_classes)) if len(curated) else float("nan")
         self.log_metrics({**metrics, **seconds}, state.n_labeled)
         state.history.append(metrics)
         state.evaluated = state.round

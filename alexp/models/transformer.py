@@ -139,8 +139,8 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
 
 def _texts(X) -> list[str]:
     """The inputs as a list of str; a clear error if they are features rather than texts."""
-    X = np.asarray(X, dtype=object) if not hasattr(X, "toarray") else X
-    if getattr(X, "ndim", 1) != 1 or (len(X) and not isinstance(X[0], str)):
+    X = X if hasattr(X, "toarray") else np.asarray(X, dtype=object)
+    if X.ndim != 1 or (X.shape[0] and not isinstance(X[0], str)):
         raise ValueError("TransformerClassifier takes raw texts (a 1-d array of str); use features=identity "
                          "with a text dataset")
     return [str(t) for t in X]

@@ -77,8 +77,8 @@ class ZeroShot:
 
 
 def _is_text(X) -> bool:
-    return not hasattr(X, "toarray") and getattr(np.asarray(X[:1]), "dtype", None) is not None \
-        and np.asarray(X[:1]).dtype.kind in "OUS"
+    """Raw texts (an array of str or objects) rather than a feature matrix."""
+    return not hasattr(X, "toarray") and np.asarray(X[:1]).dtype.kind in "OUS"
 
 
 def _cosine(A, B: NDArray) -> NDArray[np.float64]:
