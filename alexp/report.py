@@ -211,10 +211,10 @@ def summarize(runs: pl.DataFrame, target: float | None, baseline: dict[str, str]
                  for name, log in (("aulc", False), ("aulc_log", True))}
         c_target = target if target is not None else (
             float(mean_curve(table, base_of[c])[1].max()) if base_of.get(c) else math.nan)
+        intervals = {"final_kappa": t_interval(finals), **aulcs}
         row = {"condition": c, "seeds": len(seeds), "max_labels": int(max(x[-1] for x, _ in seeds.values())),
-               "final_kappa": t_interval(finals)[0], "final_kappa_low": t_interval(finals)[1],
-               "final_kappa_high": t_interval(finals)[2],
-               **{f"{n}{s}": v for n, (m, lo, hi) in aulcs.items() for s, v in (("", m), ("_low", lo), ("_high", hi))},
+               **{f"{name}{suffix}": v for name, (m, lo, hi) in intervals.items()
+                  for suffix, v in (("", m), ("_low", lo), ("_high", hi))},
                "target": c_target}
         if not math.isnan(c_target):
             hits = [labels_to_target(x, k, c_target) for x, k in seeds.values()]
