@@ -20,13 +20,13 @@ def agreement(a: NDArray, b: NDArray) -> float:
     return 0.0 if np.isnan(kappa) else float(kappa)
 
 
-def evaluate(y_true: NDArray[np.int64], proba: NDArray[np.float64]) -> dict[str, float]:
-    """Binary-task metrics of argmax predictions (a 0.5 threshold) against gold labels, positive class = 1.
+def evaluate(y_true: NDArray[np.int64], proba: NDArray[np.float64], y_pred: NDArray | None = None) -> dict[str, float]:
+    """Binary-task metrics of predictions against gold labels, positive class = 1.
 
-    kappa is Cohen's kappa (the primary metric); average_precision ranks by P(positive) and so does not
-    depend on the threshold.
+    `y_pred` defaults to the argmax of `proba` (a 0.5 threshold). kappa is Cohen's kappa (the primary metric);
+    average_precision ranks by P(positive) and so does not depend on the threshold.
     """
-    y_pred = proba.argmax(axis=1)
+    y_pred = proba.argmax(axis=1) if y_pred is None else np.asarray(y_pred)
     precision, recall, f1, _ = precision_recall_fscore_support(
         y_true, y_pred, pos_label=1, average="binary", zero_division=0)
     return {

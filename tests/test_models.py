@@ -6,7 +6,7 @@ import pytest
 from alexp.acquisition import Entropy
 from alexp.budget import Budget
 from alexp.loop import Loop
-from alexp.models import MLPHead, TransformerClassifier, ZeroShot
+from alexp.models import MLPHead, TransformerClassifier, TunedThreshold, ZeroShot
 from alexp.oracles import Perfect
 
 from conftest import text_pool
@@ -249,3 +249,20 @@ def test_zero_shot_through_a_transformers_nli_pipeline_maps_scores_back_to_class
                                    rtol=1e-5)
     with pytest.raises(ValueError, match="reads raw texts"):
         scout.predict_proba(np.zeros((2, 3)))
+
+
+def test_tuned_threshold_maximises_out_of_fold_kappa_on_the_labels_only():
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import cohen_kappa_score
+
+    X, y = make_classification(3000, n_features=10, weights=[0.95], flip_y=0.05, random_state=2)
+    train, test = slice(0, 1500), slice(1500, None)
+    plain = LogisticRegression(class_weight="balanced", max_iter=1000).fit(X[train], y[train])
+    tuned = TunedThreshold(LogisticRegression(class_weight="balanced", max_iter=1000), random_state=0)
+    tuned.fit(X[train], y[train])
+    assert 0.5 < tuned.threshold_ < 1  # balanced weights over-predict the rare class; tuning pulls it back
+    assert cohen_kappa_score(y[test], tuned.predict(X[test])) > cohen_kappa_score(y[test], plain.predict(X[test]))
+    np.testing.assert_array_equal(tuned.predict_proba(X[test]), plain.predict_proba(X[test]))  # same ranking
+    one = TunedThreshold(LogisticRegression()).fit(X[:30], np.r_[1, np.zeros(29, dtype=int)])
+    assert one.threshold_ == 0.5  # a single positive: nothing to tune on

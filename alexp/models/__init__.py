@@ -13,11 +13,12 @@ from sklearn.base import clone
 from sklearn.dummy import DummyClassifier
 
 from alexp.models.mlp import MLPHead
+from alexp.models.threshold import TunedThreshold
 from alexp.models.transformer import TransformerClassifier
 from alexp.models.zero_shot import ZeroShot
 
-__all__ = ["MLPHead", "TransformerClassifier", "ZeroShot", "fit", "predict_proba", "sample_proba", "predict",
-           "binary_logit", "linear_scores"]
+__all__ = ["MLPHead", "TransformerClassifier", "TunedThreshold", "ZeroShot", "fit", "predict_proba", "sample_proba",
+           "predict", "binary_logit", "linear_scores"]
 
 
 def fit(model, X, y: NDArray[np.int64], random_state: int):
@@ -70,12 +71,16 @@ def linear_scores(X, w: NDArray, b: float | NDArray) -> NDArray:
     return np.asarray(X @ w.astype(dtype, copy=False)) + b
 
 
-def predict(model, X, n_classes: int) -> NDArray[np.intp]:
-    """Predicted class indices (argmax of the probabilities; the sign of the logit for binary logistic models)."""
+def predict(model, X, n_classes: int, proba: NDArray | None = None) -> NDArray[np.intp]:
+    """Predicted class indices: the model's own `predict` (its threshold, e.g. TunedThreshold's), the sign of
+    the logit for binary logistic models, or the argmax of the probabilities (of `proba` if already computed)
+    for models without a predict method."""
     logit = binary_logit(model) if n_classes == 2 else None
     if logit is not None:
         return (linear_scores(X, *logit) > 0).astype(np.intp)
-    return predict_proba(model, X, n_classes).argmax(axis=1)
+    if hasattr(model, "predict"):
+        return np.asarray(model.predict(X)).astype(np.intp)
+    return (predict_proba(model, X, n_classes) if proba is None else proba).argmax(axis=1)
 
 
 def sample_proba(model, X, n_samples: int, n_classes: int, rng: np.random.Generator) -> NDArray[np.float64] | None:

@@ -1,0 +1,49 @@
+"""A decision threshold tuned on the labels a run has bought, never on the gold set."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.metrics import cohen_kappa_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+
+class TunedThreshold(ClassifierMixin, BaseEstimator):
+    """A binary classifier whose positive-class threshold maximises Cohen's kappa on out-of-fold predictions.
+
+    The estimator's probabilities on the labeled set come from stratified cross-validation
+    (`cross_val_predict`, at most `max_folds` folds and never more than the rarer class has items); the
+    threshold is the one among `thresholds` evenly spaced quantiles of those probabilities with the highest
+    kappa against the labels. The estimator is then refitted on all labels. With fewer than two items of a
+    class there is nothing to tune on, and the threshold stays at 0.5. Kappa on a rare class depends on the
+    threshold, and random and curated label sets have very different class shares: tuning each arm on its own
+    labels is one rule for all (scikit-learn's TunedThresholdClassifierCV refuses those small, skewed sets).
+    """
+
+    def __init__(self, estimator, max_folds: int = 5, thresholds: int = 100, random_state: int | None = None):
+        self.estimator = estimator
+        self.max_folds = max_folds
+        self.thresholds = thresholds
+        self.random_state = random_state
+
+    def fit(self, X, y) -> TunedThreshold:
+        self.classes_, y_idx = np.unique(np.asarray(y), return_inverse=True)
+        if len(self.classes_) != 2:
+            raise ValueError(f"TunedThreshold is for binary labels; got classes {list(self.classes_)}")
+        self.estimator_ = clone(self.estimator).fit(X, y)
+        self.threshold_ = 0.5
+        rare = int(np.bincount(y_idx).min())
+        if rare >= 2:
+            folds = StratifiedKFold(min(self.max_folds, rare), shuffle=True, random_state=self.random_state or 0)
+            p = cross_val_predict(clone(self.estimator), X, y, cv=folds, method="predict_proba")[:, 1]
+            grid = np.unique(np.quantile(p, np.linspace(0, 1, self.thresholds)))
+            kappas = np.nan_to_num([cohen_kappa_score(y_idx, (p >= t).astype(int)) for t in grid], nan=-1.0)
+            self.threshold_ = float(grid[int(np.argmax(kappas))])
+        return self
+
+    def predict_proba(self, X) -> NDArray[np.float64]:
+        return self.estimator_.predict_proba(X)
+
+    def predict(self, X) -> NDArray:
+        return self.classes_[(self.predict_proba(X)[:, 1] >= self.threshold_).astype(int)]
