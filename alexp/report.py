@@ -325,10 +325,14 @@ def figures(table: pl.DataFrame, out: Path, target: float | None) -> list[Path]:
         data = table.drop_nulls(x_col).filter(pl.col(x_col) > 0)
         if data.is_empty():
             continue
-        fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
-        for (condition,), part in data.group_by("condition", maintain_order=True):
+        groups = list(data.group_by("condition", maintain_order=True))
+        many = len(groups) > 8  # a legend beside the plot, and 20 distinct colours
+        fig, ax = plt.subplots(figsize=(12 if many else 8, 5), dpi=120)
+        colors = plt.get_cmap("tab20" if len(groups) > 10 else "tab10").colors
+        for i, ((condition,), part) in enumerate(groups):
             x = part[x_col].to_numpy()
-            line, = ax.plot(x, part["kappa_mean"].to_numpy(), marker="o", markersize=3, label=condition)
+            line, = ax.plot(x, part["kappa_mean"].to_numpy(), marker="o", markersize=3, label=condition,
+                            color=colors[i % len(colors)])
             low, high = part["kappa_low"].to_numpy(), part["kappa_high"].to_numpy()
             if not np.all(np.isnan(low)):
                 ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
@@ -337,13 +341,17 @@ def figures(table: pl.DataFrame, out: Path, target: float | None) -> list[Path]:
         ax.set_xscale("log")
         plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")  # 20, 50, 100 rather than 2x10^1
         ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_locator(matplotlib.ticker.LogLocator(subs=(2, 5)))  # labelled minor ticks: 2x, 5x
         ax.xaxis.set_minor_formatter(plain)
         ax.tick_params(axis="x", which="minor", labelsize=7)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("Cohen's kappa vs gold labels")
         ax.set_title("Mean kappa over seeds, 95% CI bands")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        if many:
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+        else:
+            ax.legend(fontsize=8, loc="lower right")
         fig.tight_layout()
         fig.savefig(out / name)
         plt.close(fig)

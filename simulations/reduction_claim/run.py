@@ -253,7 +253,15 @@ def main(argv: list[str] | None = None) -> None:
                 run_arm(experiment, arm, [*spec.data, *feature_overrides, *study.common, *overrides], study.seeds,
                         uri)
     command = "python simulations/reduction_claim/run.py" + (" --quick" if args.quick else "")
-    path = write_results(study, uri, experiments, command, time.perf_counter() - started, Path(args.out))
+    client = tracking.client(uri)
+    ids = [client.get_experiment_by_name(e).experiment_id for e in experiments]
+    if args.report_only:  # the wall time of the run that logged these runs
+        wall = float(client.get_experiment(ids[0]).tags.get("alexp.study_seconds", "nan"))
+    else:
+        wall = time.perf_counter() - started
+        for experiment_id in ids:
+            client.set_experiment_tag(experiment_id, "alexp.study_seconds", str(round(wall)))
+    path = write_results(study, uri, experiments, command, wall, Path(args.out))
     print(f"wrote {path}")
 
 
