@@ -208,3 +208,10 @@ def test_max_candidates_scores_only_a_seeded_subsample(name, pool, fitted, fitte
     a = strategy(Spy(), view, 10, np.random.default_rng(3))
     assert sum(seen) == 40 and (view.labeled_in[a] == -1).all()
     np.testing.assert_array_equal(a, strategy(Spy(), view, 10, np.random.default_rng(3)))
+
+
+def test_max_candidates_must_be_a_positive_count(pool, fitted, rng):
+    from alexp import AlexpError
+
+    with pytest.raises(AlexpError, match="max_candidates must be a positive number of rows or null, got 0"):
+        strategy_from_config("entropy", max_candidates=0)(fitted, half_labeled(pool, rng), 5, np.random.default_rng(0))

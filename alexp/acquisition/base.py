@@ -9,6 +9,8 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from alexp import AlexpError
+
 # Tie keys are an affine map of the row index modulo this prime: a bijection on rows < 2^31, so they never tie.
 _TIE_PRIME = np.uint64(2**31 - 1)
 
@@ -131,6 +133,8 @@ def subsample(pool: PoolView, max_candidates: int | None, n: int, rng: np.random
     For models whose scores are expensive (a transformer scoring every tweet of a large pool each round)."""
     if max_candidates is None:
         return pool
+    if not isinstance(max_candidates, int) or max_candidates < 1:
+        raise AlexpError(f"max_candidates must be a positive number of rows or null, got {max_candidates!r}")
     rows = np.flatnonzero(pool.candidate_mask())
     if len(rows) <= max(max_candidates, n):
         return pool
