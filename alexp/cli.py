@@ -11,6 +11,7 @@ import hashlib
 import inspect
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ GROUPS = ("data", "features", "model", "acquisition", "oracle", "budget")
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the checkout's conf/ (editable install)
 # Arguments alexp passes at instantiation, not set in YAML.
 RUNTIME_ARGS = {"oracle": ("truth", "rng", "context"), "scout": ("features",)}
-NOT_IN_RUN_KEY = ("progress", "state_dir")  # settings that change neither a run's results nor where it is logged
+# Settings that change neither a run's results (beyond float rounding) nor where it is logged.
+NOT_IN_RUN_KEY = ("progress", "state_dir", "threads")
 NOT_PARAMS = ("tracking", *NOT_IN_RUN_KEY)  # overrides not worth an MLflow param
 
 
@@ -68,6 +70,8 @@ def run(cfg: DictConfig) -> None:
     from alexp import data, tracking
     from alexp.loop import Loop, LoopState, stream, stream_int
 
+    threads = job_threads(cfg.get("threads", "auto"))
+    limit_threads(threads)
     groups = [g for g in (*GROUPS, "scout") if cfg.get(g) is not None]
     for group in groups:
         check_node(cfg[group], group, skip=RUNTIME_ARGS.get(group, ()))
@@ -98,7 +102,7 @@ def run(cfg: DictConfig) -> None:
     state = _unfinished_state(checkpoint)
     choices = _choices()
     run_name = f"{choices.get('data')}-{choices.get('acquisition')}-{choices.get('oracle')}-seed{cfg.seed}"
-    tags = {"alexp.run_key": key}
+    tags = {"alexp.run_key": key, "alexp.threads": str(threads)}
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         tags["alexp.sweep_dir"] = HydraConfig.get().sweep.dir  # groups the runs of one sweep
     with tracking.tracked_run(cfg.tracking.uri, cfg.tracking.experiment_name, run_name, run_params(cfg),
@@ -117,6 +121,38 @@ def run(cfg: DictConfig) -> None:
         _log_final_state(tracker, state, table.ids[pool_rows], checkpoint)
     print(f"run {tracker.run_id} ({run_name}): kappa by label count")
     print(_curve_table(state.history))
+
+
+def job_threads(setting: Any, cores: int | None = None) -> int:
+    """BLAS and torch threads for this job: `setting`, or for `auto` the cores shared among the jobs that run
+    at once, so that jobs x threads <= cores: all cores for a single run or a serial sweep, cores // n_jobs
+    under the joblib launcher, and `cpus_per_task` (else 1) under submitit, which starts every job at once."""
+    cores = cores or len(os.sched_getaffinity(0))
+    if setting != "auto":
+        if not isinstance(setting, int) or isinstance(setting, bool) or setting < 1:
+            raise AlexpError(f"threads must be a positive number or auto, got {setting!r}")
+        return setting
+    if not (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN):
+        return cores
+    launcher = HydraConfig.get().launcher
+    target = str(launcher.get("_target_", ""))
+    if "joblib" in target.lower():
+        n_jobs = int(launcher.get("n_jobs") or 1)
+        return max(1, cores // (n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)))
+    if "submitit" in target.lower():
+        return int(launcher.get("cpus_per_task") or 1)
+    return cores
+
+
+def limit_threads(threads: int) -> None:
+    """Cap the thread pools of BLAS/OpenMP (threadpoolctl) and torch at `threads`, now and for later imports."""
+    from threadpoolctl import threadpool_limits
+
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    threadpool_limits(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
 
 
 def _unfinished_state(checkpoint: Path):
@@ -198,15 +234,23 @@ def featurize(features, table, pool_rows, test_rows, raw_text: bool = False):
     """Fit the representation on the pool's inputs only, then transform every row once; -> (X_pool, X_test).
 
     With `raw_text` (a model that reads text, such as model=transformer) the texts themselves are the inputs."""
+    from alexp import shards
+
     kind = "text" if table.is_text else "numeric"
+    identity = type(features).__name__ == "FunctionTransformer" and features.func is None
     if raw_text:
         if not table.is_text:
             raise AlexpError("model: this model reads raw texts and the data is numeric; use a text dataset, or "
                              "model=logreg / mlp_head for numeric features")
-        if type(features).__name__ != "FunctionTransformer" or features.func is not None:
+        if not identity:
             raise AlexpError(f"features: the model reads raw texts itself; use features=identity "
                              f"(got {type(features).__name__})")
         return table.inputs[pool_rows], table.inputs[test_rows]
+    if shards.is_disk(table.inputs):  # views that stay on disk: each round streams them
+        if not identity:
+            raise AlexpError(f"features: an on-disk pool stores its features already; use features=identity "
+                             f"(got {type(features).__name__})")
+        return table.inputs.rows(pool_rows), table.inputs.rows(test_rows)
     try:
         features.fit(table.inputs[pool_rows])
         X = features.transform(table.inputs)

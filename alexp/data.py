@@ -249,3 +249,119 @@ class Synthetic:
             random_state=self.generator_seed,
         )
         return Table(np.arange(self.n_rows, dtype=np.int64), y.astype(np.int64), X.astype(np.float32))
+
+
+@dataclass(frozen=True)
+class Shards:
+    """A pool stored on disk as a shard folder (see alexp.shards): features `x-*.npy`, class indices `y.npy`
+    (0 = negative, 1 = positive), optional row ids `ids.npy`. The features stay on disk: every round streams
+    them a block at a time, so the pool may be far bigger than memory. They are the model's inputs as they
+    are (features=identity)."""
+
+    path: str
+    classes: Sequence = (0, 1)
+    test_size: float = 0.2
+
+    def __post_init__(self):
+        _check_fraction("test_size", self.test_size, allow_none=False)
+
+    def load(self) -> Table:
+        from alexp import shards
+
+        if not shards.is_shard_folder(self.path):
+            raise AlexpError(f"no shard folder at {self.path} (it needs meta.json, x-*.npy and y.npy); "
+                             "write one with alexp.shards.ShardWriter, or use data=synthetic_disk")
+        X = shards.DiskArray(self.path)
+        y = shards.read_column(self.path, "y")
+        if y is None or len(y) != len(X):
+            raise AlexpError(f"{self.path}/y.npy must hold one class index per row ({len(X)} rows)")
+        if not np.isin(y, (0, 1)).all():
+            raise AlexpError(f"{self.path}/y.npy holds values other than 0 and 1: {np.setdiff1d(y, (0, 1))[:5]}")
+        ids = shards.read_column(self.path, "ids")
+        ids = np.arange(len(X), dtype=np.int64) if ids is None else ids
+        return Table(ids, y.astype(np.int64), X, tuple(self.classes))
+
+
+@dataclass(frozen=True)
+class SyntheticOnDisk:
+    """The synthetic rare-positive task at any size: generated block by block straight into a shard folder
+    (never whole in memory), once per set of parameters under `cache_dir`, then read as `Shards`.
+
+    The recipe is make_classification's (Guyon 2003), which needs the whole array in memory, so it is redone
+    here a block at a time: each class is a mixture of `n_clusters_per_class` Gaussian clusters centred on
+    distinct vertices of a hypercube of side 2 * class_sep in the first `n_informative` dimensions, each
+    with its own random covariance (N(0, 1) @ A, A uniform in [-1, 1]); the other dimensions are N(0, 1)
+    noise; each block has round(positive_rate * rows) positives; `flip_y` of the labels are redrawn at random.
+    The cluster layout comes from `generator_seed`, block b's rows from the seed (generator_seed, b): the
+    same parameters always give the same folder.
+    """
+
+    n_rows: int = 10_000_000
+    n_features: int = 384
+    n_informative: int = 10
+    n_clusters_per_class: int = 2
+    positive_rate: float = 0.05
+    class_sep: float = 1.0
+    flip_y: float = 0.0
+    test_size: float = 0.2
+    generator_seed: int = 0
+    block_rows: int = 65_536
+    shard_rows: int = 1_000_000
+    cache_dir: str = "."
+    progress: bool = True
+
+    def __post_init__(self):
+        Synthetic(self.n_rows, self.n_features, self.n_informative, self.n_clusters_per_class,
+                  self.positive_rate, self.class_sep, self.flip_y, self.test_size)  # the same checks
+        if self.block_rows < 1 or self.shard_rows < 1:
+            raise AlexpError(f"block_rows and shard_rows must be positive, got {self.block_rows}, {self.shard_rows}")
+
+    @property
+    def folder(self) -> Path:
+        import hashlib
+
+        key = (self.n_rows, self.n_features, self.n_informative, self.n_clusters_per_class, self.positive_rate,
+               self.class_sep, self.flip_y, self.generator_seed, self.block_rows)
+        digest = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+        return Path(self.cache_dir) / f"synthetic-{self.n_rows}x{self.n_features}-{digest}"
+
+    def load(self) -> Table:
+        from alexp import shards
+
+        if not shards.is_shard_folder(self.folder):
+            self.write(self.folder)
+        return Shards(str(self.folder), test_size=self.test_size).load()
+
+    def write(self, path: str | Path) -> None:
+        """Generate the pool into a shard folder at `path`, one block of `block_rows` in memory at a time."""
+        from tqdm.auto import tqdm
+
+        from alexp import shards
+
+        layout = np.random.default_rng(self.generator_seed)
+        k, inf = self.n_clusters_per_class, self.n_informative
+        if inf <= 30:  # distinct vertices; in more dimensions random ones are distinct in all likelihood
+            bits = (layout.choice(2**inf, 2 * k, replace=False)[:, None] >> np.arange(inf)) & 1
+        else:
+            bits = layout.integers(2, size=(2 * k, inf))
+        centroids = ((bits * 2.0 - 1.0) * self.class_sep).astype(np.float32)
+        covariance = layout.uniform(-1, 1, size=(2 * k, inf, inf)).astype(np.float32)
+        params = {"generator": "alexp.data.SyntheticOnDisk", **{f: getattr(self, f) for f in (
+            "n_rows", "n_features", "n_informative", "n_clusters_per_class", "positive_rate", "class_sep",
+            "flip_y", "generator_seed", "block_rows")}}
+        starts = range(0, self.n_rows, self.block_rows)
+        with shards.ShardWriter(path, self.n_features, np.float32, self.shard_rows, params, overwrite=False) as out:
+            for b, start in enumerate(tqdm(starts, desc="generating pool", unit="block", disable=not self.progress)):
+                rng = np.random.default_rng(np.random.SeedSequence(self.generator_seed, spawn_key=(b,)))
+                m = min(self.block_rows, self.n_rows - start)
+                y = np.zeros(m, dtype=np.int8)
+                y[:round(self.positive_rate * m)] = 1
+                rng.shuffle(y)
+                cluster = y * k + rng.integers(k, size=m)
+                X = rng.standard_normal((m, self.n_features), dtype=np.float32)
+                for c in range(2 * k):
+                    rows = np.flatnonzero(cluster == c)
+                    X[rows, :inf] = X[rows, :inf] @ covariance[c] + centroids[c]
+                flip = rng.random(m) < self.flip_y
+                y[flip] = rng.integers(2, size=int(flip.sum()))
+                out.append(X, y=y, ids=np.arange(start, start + m, dtype=np.int64))

@@ -202,8 +202,7 @@ class Loop:
 
     def _evaluate_scout(self, state: LoopState) -> None:
         """The scout's test metrics at 0 labels: where the curve starts before any label is bought."""
-        proba = models.predict_proba(self.scout, self.X_test, self.n_classes)
-        metrics = evaluate(self.y_test, proba, models.predict(self.scout, self.X_test, self.n_classes, proba))
+        metrics = evaluate(self.y_test, *models.proba_and_predict(self.scout, self.X_test, self.n_classes))
         metrics.update(n_labels=0.0, positives_labeled=0.0, cost=0.0)
         self.log_metrics(metrics, 0)
         state.history.append(metrics)
@@ -214,8 +213,7 @@ class Loop:
         fitted = self._fit(state, resumed)
         fitted_at = time.perf_counter()
         labeled = np.flatnonzero(state.labeled_in >= 0)
-        proba = models.predict_proba(fitted, self.X_test, self.n_classes)
-        metrics = evaluate(self.y_test, proba, models.predict(fitted, self.X_test, self.n_classes, proba))
+        metrics = evaluate(self.y_test, *models.proba_and_predict(fitted, self.X_test, self.n_classes))
         # Wall times go to the tracker only: the history stays identical between runs of one config and seed.
         seconds = {"fit_seconds": fitted_at - started, "test_seconds": time.perf_counter() - fitted_at,
                    "select_seconds": self._select_seconds}

@@ -91,10 +91,11 @@ def test_help_lists_the_groups(tmp_path):
 
 @pytest.mark.slow
 def test_multirun_logs_one_run_per_job_into_one_experiment(tmp_path):
-    alexp("-m", "acquisition=random,entropy", "seed=0,1", "hydra/launcher=joblib", *SMALL, cwd=tmp_path)
+    alexp("-m", "acquisition=random,entropy", "seed=0,1", *SMALL, cwd=tmp_path)  # joblib: one job per core
     client, exp, found = runs(tmp_path)
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     assert len(found) == 4 and {r.info.status for r in found} == {"FINISHED"}
+    assert {r.data.tags["alexp.threads"] for r in found} == {"1"}  # cores shared by as many jobs: 1 thread each
     assert {(r.data.params["acquisition"], r.data.params["seed"]) for r in found} == {
         ("random", "0"), ("random", "1"), ("entropy", "0"), ("entropy", "1")}
     for r in found:
@@ -202,3 +203,27 @@ def test_an_expert_panel_run_logs_cost_and_panel_kappa_every_round(tmp_path):
     assert cost == [(10, 30.0), (20, 60.0), (30, 90.0), (40, 120.0), (50, 150.0)]  # 3 experts x 1.0 per label
     panel = client.get_metric_history(run.info.run_id, "panel_kappa")
     assert [m.step for m in panel] == [10, 20, 30, 40, 50] and all(0 <= m.value <= 1 for m in panel)
+
+
+@pytest.mark.slow
+def test_a_submitit_local_sweep_logs_every_run(tmp_path):
+    """The same sweep through submitit (each job its own process, as submitit_slurm would submit it)."""
+    alexp("-m", "hydra/launcher=submitit_local", "acquisition=random,margin", "seed=0,1", *SMALL, cwd=tmp_path)
+    client, _, found = runs(tmp_path)
+    assert len(found) == 4 and {r.info.status for r in found} == {"FINISHED"}
+    for r in found:
+        assert [m.step for m in client.get_metric_history(r.info.run_id, "kappa")] == [10, 20, 30, 40, 50, 60]
+    assert {r.data.tags["alexp.threads"] for r in found} == {"1"}  # cpus_per_task unset: 1 thread per job
+    assert len(list(tmp_path.glob("multirun/*/*/.submitit/*/*_result.pkl"))) == 4  # each job ran under submitit
+    assert len({r.data.tags["alexp.sweep_dir"] for r in found}) == 1
+
+
+def test_threads_per_job(monkeypatch):
+    from alexp import AlexpError
+    from alexp.cli import job_threads
+
+    assert job_threads(3, cores=2) == 3
+    assert job_threads("auto", cores=4) == 4  # a single run outside a sweep: every core
+    for bad in (0, "two", 1.5):
+        with pytest.raises(AlexpError, match="threads must be a positive number or auto"):
+            job_threads(bad)

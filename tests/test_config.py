@@ -13,7 +13,8 @@ from conftest import CONF
 
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
-REQUIRED = {("data", "file"): ["data.path=x.csv", "data.label_column=label", "data.text_column=text"]}
+REQUIRED = {("data", "file"): ["data.path=x.csv", "data.label_column=label", "data.text_column=text"],
+            ("data", "shards"): ["data.path=pool"]}
 
 
 def composed(*overrides):

@@ -10,7 +10,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alexp import AlexpError
+from alexp.shards import is_disk
 
+ON_DISK_CANDIDATES = 100_000  # whole-space strategies' default subsample of a pool on disk (see `candidates`)
 # Tie keys are an affine map of the row index modulo this prime: a bijection on rows < 2^31, so they never tie.
 _TIE_PRIME = np.uint64(2**31 - 1)
 
@@ -120,7 +122,13 @@ def select_top(score: Callable[[Any], NDArray], pool: PoolView, n: int, rng: np.
 
 
 def candidates(pool: PoolView, max_candidates: int | None, rng: np.random.Generator) -> NDArray[np.intp]:
-    """The candidate rows, or a uniform random subsample of `max_candidates` of them (sorted)."""
+    """The candidate rows, or a uniform random subsample of `max_candidates` of them (sorted).
+
+    For strategies that compare candidates with each other and so read them all into memory (coreset, badge,
+    boundary_pairs): with `max_candidates` null, a pool on disk (alexp.shards) gives a subsample of
+    ON_DISK_CANDIDATES rows instead of every candidate."""
+    if max_candidates is None and is_disk(pool.X):
+        max_candidates = ON_DISK_CANDIDATES
     rows = pool.unlabeled()
     if max_candidates is not None and len(rows) > max_candidates:
         rows = np.sort(rng.choice(rows, max_candidates, replace=False))

@@ -32,7 +32,7 @@ class BoundaryPairs:
     opposite labels go to the experts, preferring pairs that cover more of the space. alexp makes it concrete:
 
     1. Predict every candidate's class with the current model (candidates: the unlabeled pool, or a seeded
-       random subsample of `max_candidates`).
+       random subsample of `max_candidates`; with null, 100,000 of a pool on disk).
     2. k-means each predicted class separately in the feature space (`n_clusters` per class, fewer for small
        classes). A cluster's radius is the `radius_quantile` quantile of its members' distances to its centroid.
     3. Two clusters of opposite labels overlap when the distance between their centroids is at most

@@ -48,7 +48,8 @@ class Coreset:
     """Core-Set by k-center greedy (Sener & Savarese 2018): cover the candidates with balls around the labels.
 
     Model-free: it uses only the feature space. `max_candidates` limits the search to a random subsample
-    (null = every candidate) for pools where a pass per pick is too slow.
+    (null = every candidate of an in-memory pool, 100,000 of a pool on disk) for pools where a pass per pick
+    is too slow.
     """
 
     reads_features: ClassVar[bool] = True  # compares feature vectors (not for raw-text models)
@@ -93,6 +94,8 @@ class Badge:
     linear softmax last layer (exactly the model's weights for logistic regression). Inner products factor:
     <g_i, g_j> = <p_i - e_i, p_j - e_j> * (<h_i, h_j> + 1), so the embeddings (n x classes*d) are never built.
     `h` is the model's `embed(X)` when it has one (a network's penultimate layer), otherwise the features.
+    Seeds are drawn among every candidate, or a random `max_candidates` of them (null: all of an in-memory
+    pool, 100,000 of a pool on disk).
     """
 
     reads_features: ClassVar[bool] = True  # compares feature vectors (not for raw-text models)

@@ -41,7 +41,9 @@ def average_linkage_labels(X, n_clusters: int, random_state: int, max_points: in
 class ClusterMargin:
     """Cluster-Margin (Citovsky et al. 2021): lowest-margin candidates, spread round-robin over clusters.
 
-    The pool is clustered once (average linkage, see `average_linkage_labels`; cached for the run). Each
+    The pool is clustered once (average linkage, see `average_linkage_labels`; cached for the run): on a
+    large or on-disk pool a streaming approximation, exact linkage of a `max_cluster_points` sample and one
+    block-by-block pass assigning every row to its nearest cluster centroid. Each
     round takes the `margin_multiplier * n` lowest-margin candidates, groups them by cluster, orders the
     clusters from smallest to largest, and picks one random member of each in turn until n are chosen.
     """

@@ -13,12 +13,13 @@ from sklearn.base import clone
 from sklearn.dummy import DummyClassifier
 
 from alexp.models.mlp import MLPHead
+from alexp.shards import is_disk
 from alexp.models.threshold import TunedThreshold
 from alexp.models.transformer import TransformerClassifier
 from alexp.models.zero_shot import ZeroShot
 
 __all__ = ["MLPHead", "TransformerClassifier", "TunedThreshold", "ZeroShot", "fit", "predict_proba", "sample_proba",
-           "predict", "binary_logit", "linear_scores"]
+           "predict", "proba_and_predict", "binary_logit", "linear_scores"]
 
 
 def fit(model, X, y: NDArray[np.int64], random_state: int):
@@ -37,8 +38,17 @@ def fit(model, X, y: NDArray[np.int64], random_state: int):
 
 
 def predict_proba(model, X, n_classes: int) -> NDArray[np.float64]:
-    """Class probabilities (n_rows x n_classes), with zero columns for classes the model never saw."""
+    """Class probabilities (n_rows x n_classes), with zero columns for classes the model never saw.
+
+    An on-disk array (alexp.shards.DiskArray) is scored a block at a time."""
+    if is_disk(X):
+        return _blockwise(lambda block: predict_proba(model, block, n_classes), X)
     return _all_classes(np.asarray(model.predict_proba(X), dtype=np.float64), model.classes_, n_classes)
+
+
+def _blockwise(fn, X):
+    """fn over X's blocks, concatenated: one block of an on-disk array in memory at a time."""
+    return np.concatenate([fn(block) for _, block in X.blocks()]) if len(X) else fn(X[:0])
 
 
 def _all_classes(proba: NDArray, classes, n_classes: int) -> NDArray:
@@ -75,12 +85,23 @@ def predict(model, X, n_classes: int, proba: NDArray | None = None) -> NDArray[n
     """Predicted class indices: the model's own `predict` (its threshold, e.g. TunedThreshold's), the sign of
     the logit for binary logistic models, or the argmax of the probabilities (of `proba` if already computed)
     for models without a predict method."""
+    if is_disk(X) and (proba is None or hasattr(model, "predict")):
+        return _blockwise(lambda block: predict(model, block, n_classes), X)
     logit = binary_logit(model) if n_classes == 2 else None
     if logit is not None:
         return (linear_scores(X, *logit) > 0).astype(np.intp)
     if hasattr(model, "predict"):
         return np.asarray(model.predict(X)).astype(np.intp)
     return (predict_proba(model, X, n_classes) if proba is None else proba).argmax(axis=1)
+
+
+def proba_and_predict(model, X, n_classes: int) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
+    """`predict_proba` and `predict` together: one pass over an on-disk array instead of two."""
+    if is_disk(X) and len(X):
+        parts = [proba_and_predict(model, block, n_classes) for _, block in X.blocks()]
+        return np.concatenate([p for p, _ in parts]), np.concatenate([c for _, c in parts])
+    proba = predict_proba(model, X, n_classes)
+    return proba, predict(model, X, n_classes, proba)
 
 
 def sample_proba(model, X, n_samples: int, n_classes: int, rng: np.random.Generator) -> NDArray[np.float64] | None:

@@ -1,0 +1,158 @@
+"""Pools on disk: shard folders read back exactly, the synthetic generator, and the loop giving the same
+selections and metrics on disk as in memory."""
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from alexp import AlexpError, acquisition, shards
+from alexp.acquisition import PoolView
+from alexp.budget import Budget
+from alexp.data import Shards, SyntheticOnDisk
+from alexp.loop import Loop, stream
+from alexp.oracles import Noisy
+
+from test_cli import alexp, runs
+
+
+def write(path, X, blocks=(5, 9, 3, 20), shard_rows=7, **columns):
+    """X written in blocks of the given sizes (cycled), shards of `shard_rows` rows."""
+    with shards.ShardWriter(path, X.shape[1], X.dtype, shard_rows) as w:
+        start, i = 0, 0
+        while start < len(X):
+            stop = start + blocks[i % len(blocks)]
+            w.append(X[start:stop], **{k: v[start:stop] for k, v in columns.items()})
+            start, i = stop, i + 1
+    return shards.DiskArray(path)
+
+
+@pytest.fixture
+def stored(tmp_path):
+    X = np.random.default_rng(0).standard_normal((60, 4)).astype(np.float32)
+    return X, write(tmp_path / "pool", X, y=np.arange(60) % 2)
+
+
+def test_a_shard_folder_reads_back_exactly(stored, tmp_path):
+    X, disk = stored
+    assert disk.shape == X.shape and len(disk) == 60 and disk.dtype == np.float32 and disk.ndim == 2
+    assert json.loads((tmp_path / "pool" / "meta.json").read_text())["shard_rows"] == [7] * 8 + [4]
+    np.testing.assert_array_equal(np.asarray(disk), X)
+    for a, b in [(0, 60), (3, 4), (6, 8), (13, 50), (59, 80), (10, 10)]:
+        np.testing.assert_array_equal(disk[a:b], X[a:b])
+    rows = np.array([59, 0, 7, 7, 33, 6, 14, -1])
+    np.testing.assert_array_equal(disk[rows], X[rows])
+    np.testing.assert_array_equal(disk[::3], X[::3])
+    np.testing.assert_array_equal(disk[X[:, 0] > 0], X[X[:, 0] > 0])
+    np.testing.assert_array_equal(disk[5], X[5])
+    np.testing.assert_array_equal(shards.read_column(tmp_path / "pool", "y"), np.arange(60) % 2)
+    with pytest.raises(IndexError):
+        disk[np.array([60])]
+
+
+def test_a_view_reads_its_rows_only_when_sliced(stored):
+    X, disk = stored
+    index = np.array([1, 2, 3, 4, 20, 21, 40, 58, 59])
+    view = disk.rows(index)
+    assert view.shape == (9, 4)
+    np.testing.assert_array_equal(view[:], X[index])
+    np.testing.assert_array_equal(view[2:7], X[index[2:7]])
+    np.testing.assert_array_equal(view[np.array([8, 0, 4])], X[index[[8, 0, 4]]])
+    np.testing.assert_array_equal(view.rows(np.array([0, 8]))[:], X[index[[0, 8]]])
+    np.testing.assert_array_equal(np.concatenate([b for _, b in view.blocks(4)]), X[index])
+
+
+def test_a_crashed_writer_leaves_no_folder_and_a_finished_one_is_kept(tmp_path):
+    X = np.ones((10, 3), dtype=np.float32)
+    with pytest.raises(RuntimeError):
+        with shards.ShardWriter(tmp_path / "p", 3) as w:
+            w.append(X)
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+    write(tmp_path / "p", X)
+    with shards.ShardWriter(tmp_path / "p", 3, overwrite=False) as w:  # another writer finished first: kept
+        w.append(2 * X[:4])
+    np.testing.assert_array_equal(np.asarray(shards.DiskArray(tmp_path / "p")), X)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]
+
+
+def test_bad_blocks_and_folders_are_named(tmp_path):
+    with pytest.raises(AlexpError, match=r"shape \(4, 2\) does not fit 3 features"):
+        with shards.ShardWriter(tmp_path / "p", 3) as w:
+            w.append(np.zeros((4, 2)))
+    with pytest.raises(AlexpError, match="column 'y' has 3 values for a block of 4 rows"):
+        with shards.ShardWriter(tmp_path / "p", 2) as w:
+            w.append(np.zeros((4, 2)), y=np.zeros(3))
+    with pytest.raises(AlexpError, match="not a shard folder"):
+        shards.DiskArray(tmp_path)
+    write(tmp_path / "q", np.zeros((10, 2), dtype=np.float32), y=np.zeros(10, dtype=np.int8))
+    meta = json.loads((tmp_path / "q" / "meta.json").read_text())
+    (tmp_path / "q" / "meta.json").write_text(json.dumps({**meta, "n_features": 3}))
+    with pytest.raises(AlexpError, match="x-00000.npy holds"):
+        shards.DiskArray(tmp_path / "q")[:2]
+    with pytest.raises(AlexpError, match="no shard folder at"):
+        Shards(str(tmp_path / "absent")).load()
+
+
+def test_the_generator_is_deterministic_and_has_the_asked_shape(tmp_path):
+    gen = SyntheticOnDisk(n_rows=5000, n_features=12, n_informative=4, block_rows=1000, shard_rows=1500,
+                          cache_dir=str(tmp_path), progress=False)
+    table = gen.load()
+    assert table.inputs.shape == (5000, 12) and table.y.mean() == 0.05
+    assert gen.folder.name.startswith("synthetic-5000x12-")
+    again = SyntheticOnDisk(**{**gen.__dict__, "cache_dir": str(tmp_path / "other")}).load()
+    np.testing.assert_array_equal(np.asarray(again.inputs), np.asarray(table.inputs))
+    np.testing.assert_array_equal(again.y, table.y)
+    other_seed = SyntheticOnDisk(**{**gen.__dict__, "generator_seed": 1}).load()
+    assert not np.array_equal(np.asarray(other_seed.inputs), np.asarray(table.inputs))
+    X = np.asarray(table.inputs)
+    model = LogisticRegression(max_iter=1000).fit(X[:4000], table.y[:4000])
+    assert model.score(X[4000:], table.y[4000:]) > 0.95  # informative dimensions separate the classes
+    assert np.abs(model.coef_[0, 4:]).max() < np.abs(model.coef_[0, :4]).max()  # the rest is noise
+
+
+def loop(X, X_test, y, y_test, strategy, seed=0):
+    oracle = Noisy(y, stream(seed, "oracle"), flip_rate=0.05)
+    return Loop(X, X_test, y_test, LogisticRegression(max_iter=500), strategy, oracle,
+                Budget(initial=20, batch_size=15, rounds=3), seed, truth=y, progress=False)
+
+
+@pytest.mark.parametrize("strategy", [
+    acquisition.Entropy(chunk_size=256), acquisition.Coreset(max_candidates=400),
+    acquisition.ClusterMargin(n_clusters=5, max_cluster_points=100, chunk_size=256),
+    acquisition.ClassBalanced(chunk_size=256), acquisition.BoundaryPairs(max_candidates=500)],
+    ids=lambda s: type(s).__name__)
+def test_a_pool_on_disk_gives_the_same_run_as_in_memory(strategy, tmp_path):
+    table = SyntheticOnDisk(n_rows=3000, n_features=8, n_informative=3, block_rows=700, shard_rows=1000,
+                            cache_dir=str(tmp_path), progress=False).load()
+    rows = np.random.default_rng(0).permutation(3000)
+    pool, test = np.sort(rows[:2400]), np.sort(rows[2400:])
+    disk = loop(table.inputs.rows(pool), table.inputs.rows(test), table.y[pool], table.y[test], strategy).run()
+    X = np.asarray(table.inputs)
+    memory = loop(X[pool], X[test], table.y[pool], table.y[test], strategy).run()
+    np.testing.assert_array_equal(disk.selected(), memory.selected())
+    assert disk.history == memory.history
+
+
+def test_whole_space_strategies_subsample_a_pool_on_disk(stored, monkeypatch):
+    X, disk = stored
+    monkeypatch.setattr(acquisition.base, "ON_DISK_CANDIDATES", 10)
+    labeled_in = np.full(60, -1)
+    labeled_in[:5] = 0
+    rows = acquisition.base.candidates(PoolView(disk, labeled_in), None, np.random.default_rng(0))
+    assert len(rows) == 10 and rows.min() >= 5
+    assert len(acquisition.base.candidates(PoolView(X, labeled_in), None, np.random.default_rng(0))) == 55
+
+
+@pytest.mark.slow
+def test_alexp_runs_on_a_generated_pool_on_disk(tmp_path):
+    args = ["data=synthetic_disk", "data.n_rows=20000", "data.n_features=16", "data.shard_rows=5000",
+            f"data.cache_dir={tmp_path}/cache", "budget=small", "progress=false"]
+    out = alexp(*args, cwd=tmp_path).stdout
+    assert "kappa by label count" in out
+    client, _, found = runs(tmp_path)
+    assert [m.step for m in client.get_metric_history(found[0].info.run_id, "kappa")] == [10, 20, 30, 40, 50, 60]
+    assert len(list((tmp_path / "cache").glob("synthetic-20000x16-*/x-*.npy"))) == 4
+    bad = alexp(*args, "features=tfidf", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "features: an on-disk pool stores its features already" in bad.stderr
