@@ -257,6 +257,8 @@ def featurize(features, table, pool_rows, test_rows, raw_text: bool = False):
     except (AttributeError, TypeError, ValueError) as e:
         raise AlexpError(f"features: {type(features).__name__} cannot transform {kind} inputs ({e}); "
                          "use features=identity for numeric data, tfidf or minilm for text") from None
+    if shards.is_disk(X):  # embeddings written to disk by the features step (e.g. minilm with on_disk=true)
+        return X.rows(pool_rows), X.rows(test_rows)
     if getattr(getattr(X, "dtype", None), "kind", None) == "O":
         raise AlexpError(f"features: {type(features).__name__} left the inputs as text; "
                          "use features=tfidf or features=minilm for text data")

@@ -37,23 +37,32 @@ class SentenceEmbedding(TransformerMixin, BaseEstimator):
 
     Results are cached in `cache_dir` under a key of the model folder's full path, max_length and the texts,
     so a second run on the same texts loads a file instead of running the encoder.
+
+    With `on_disk=True` the embeddings are written to a shard folder in the cache (alexp.shards), a window of
+    `window` texts at a time, and returned as a DiskArray that the run streams: a pool whose embeddings do
+    not fit in memory (the texts themselves still do).
     """
 
     def __init__(self, model_path: str | None = None, batch_size: int = 64, max_length: int = 128,
-                 device: str = "auto", cache_dir: str | None = None, progress: bool = True):
+                 device: str = "auto", cache_dir: str | None = None, progress: bool = True,
+                 on_disk: bool = False, window: int = 65_536):
         self.model_path = model_path
         self.batch_size = batch_size
         self.max_length = max_length
         self.device = device
         self.cache_dir = cache_dir
         self.progress = progress
+        self.on_disk = on_disk
+        self.window = window
 
     def fit(self, texts=None, y=None):
         return self  # a frozen encoder learns nothing from the pool
 
-    def transform(self, texts) -> NDArray[np.float32]:
+    def transform(self, texts):
         texts = [str(t) for t in texts]
         path = self._cache_path(texts)
+        if self.on_disk:
+            return self._on_disk(texts, path)
         if path is not None and path.is_file():
             log.info("embeddings loaded from cache %s", path)
             return np.load(path)
@@ -74,9 +83,21 @@ class SentenceEmbedding(TransformerMixin, BaseEstimator):
             h.update(b"\0")
         return Path(self.cache_dir) / f"emb-{h.hexdigest()[:24]}.npy"
 
-    def _encode(self, texts: list[str]) -> NDArray[np.float32]:
-        import torch
-        from tqdm.auto import tqdm
+    def _on_disk(self, texts: list[str], path: Path | None):
+        from alexp import shards
+
+        if path is None:
+            raise ValueError("on_disk=True writes the embeddings into cache_dir: set features.cache_dir")
+        folder = path.with_suffix("")
+        if not shards.is_shard_folder(folder):
+            encoder = self._encoder()
+            with shards.ShardWriter(folder, encoder[1].config.hidden_size, overwrite=False) as out:
+                for start in range(0, len(texts), self.window):
+                    out.append(self._encode(texts[start:start + self.window], encoder))
+            log.info("embeddings written to %s", folder)
+        return shards.DiskArray(folder)
+
+    def _encoder(self):
         from transformers import AutoModel, AutoTokenizer
 
         if not self.progress:
@@ -84,9 +105,14 @@ class SentenceEmbedding(TransformerMixin, BaseEstimator):
 
             hf_logging.disable_progress_bar()
         path = self.model_path or default_model_path()
-        device = pick_device(self.device)
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModel.from_pretrained(path).to(device).eval()
+        return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).to(pick_device(self.device)).eval()
+
+    def _encode(self, texts: list[str], encoder=None) -> NDArray[np.float32]:
+        import torch
+        from tqdm.auto import tqdm
+
+        tokenizer, model = encoder or self._encoder()
+        device = model.device
         out = np.empty((len(texts), model.config.hidden_size), dtype=np.float32)
         # Sorting by length keeps padding (and time) small; results go back to the input order.
         order = np.argsort([len(t) for t in texts], kind="stable")

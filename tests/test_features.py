@@ -76,6 +76,23 @@ def test_second_call_loads_from_the_cache(tiny_model, tmp_path, monkeypatch):
     np.testing.assert_array_equal(enc.transform(TEXTS), first)
 
 
+def test_on_disk_embeddings_are_written_as_shards_once_and_read_back(tiny_model, tmp_path, monkeypatch):
+    from alexp.shards import DiskArray
+
+    enc = encoder(tiny_model, cache_dir=str(tmp_path), on_disk=True, window=4, batch_size=3)
+    X = enc.transform(TEXTS)
+    assert isinstance(X, DiskArray) and X.shape == (len(TEXTS), 32)
+    np.testing.assert_allclose(np.asarray(X), encoder(tiny_model).transform(TEXTS), atol=1e-5)
+
+    def no_encoding(texts, model=None):
+        raise AssertionError("encoder ran although the embeddings are on disk")
+
+    monkeypatch.setattr(enc, "_encode", no_encoding)
+    np.testing.assert_array_equal(np.asarray(enc.transform(TEXTS)), np.asarray(X))
+    with pytest.raises(ValueError, match="set features.cache_dir"):
+        encoder(tiny_model, on_disk=True).transform(TEXTS)
+
+
 def test_different_texts_get_a_different_cache_file(tiny_model, tmp_path):
     enc = encoder(tiny_model, cache_dir=str(tmp_path))
     enc.transform(TEXTS)

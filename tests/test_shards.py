@@ -156,3 +156,21 @@ def test_alexp_runs_on_a_generated_pool_on_disk(tmp_path):
     assert len(list((tmp_path / "cache").glob("synthetic-20000x16-*/x-*.npy"))) == 4
     bad = alexp(*args, "features=tfidf", cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "features: an on-disk pool stores its features already" in bad.stderr
+
+
+@pytest.mark.slow
+def test_alexp_streams_text_embeddings_written_to_disk_by_the_features_step(tiny_transformer, tmp_path):
+    import polars as pl
+
+    from conftest import text_pool
+
+    texts, y = text_pool(400)
+    pl.DataFrame({"text": texts, "label": y}).write_csv(tmp_path / "texts.csv")
+    alexp("data=file", f"data.path={tmp_path}/texts.csv", "data.label_column=label", "data.text_column=text",
+          "features=minilm", f"features.model_path={tiny_transformer}", "features.on_disk=true",
+          "features.window=128", f"features.cache_dir={tmp_path}/cache", "budget=small", "progress=false",
+          cwd=tmp_path)
+    client, _, found = runs(tmp_path)
+    assert [m.step for m in client.get_metric_history(found[0].info.run_id, "kappa")] == [10, 20, 30, 40, 50, 60]
+    folder, = (tmp_path / "cache").glob("emb-*")
+    assert shards.read_meta(folder)["shard_rows"] == [400]
