@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -63,11 +64,13 @@ class SentenceEmbedding(TransformerMixin, BaseEstimator):
         path = self._cache_path(texts)
         if self.on_disk:
             return self._on_disk(texts, path)
-        if path is not None and path.is_file():
-            log.info("embeddings loaded from cache %s", path)
-            return np.load(path)
-        X = self._encode(texts)
-        if path is not None:
+        if path is None:
+            return self._encode(texts)
+        with _locked(path):  # parallel jobs on the same texts: one encodes, the others wait and load
+            if path.is_file():
+                log.info("embeddings loaded from cache %s", path)
+                return np.load(path)
+            X = self._encode(texts)
             _save_atomic(path, X)
             log.info("embeddings cached at %s", path)
         return X
@@ -89,12 +92,13 @@ class SentenceEmbedding(TransformerMixin, BaseEstimator):
         if path is None:
             raise ValueError("on_disk=True writes the embeddings into cache_dir: set features.cache_dir")
         folder = path.with_suffix("")
-        if not shards.is_shard_folder(folder):
-            encoder = self._encoder()
-            with shards.ShardWriter(folder, encoder[1].config.hidden_size, overwrite=False) as out:
-                for start in range(0, len(texts), self.window):
-                    out.append(self._encode(texts[start:start + self.window], encoder))
-            log.info("embeddings written to %s", folder)
+        with _locked(folder):
+            if not shards.is_shard_folder(folder):
+                encoder = self._encoder()
+                with shards.ShardWriter(folder, encoder[1].config.hidden_size, overwrite=False) as out:
+                    for start in range(0, len(texts), self.window):
+                        out.append(self._encode(texts[start:start + self.window], encoder))
+                log.info("embeddings written to %s", folder)
         return shards.DiskArray(folder)
 
     def _encoder(self):
@@ -127,6 +131,17 @@ class SentenceEmbedding(TransformerMixin, BaseEstimator):
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 out[rows] = torch.nn.functional.normalize(pooled, dim=1).float().cpu().numpy()
         return out
+
+
+@contextmanager
+def _locked(path: Path):
+    """An exclusive lock on `path` + '.lock' (fcntl) for as long as the block runs."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _save_atomic(path: Path, array: NDArray) -> None:

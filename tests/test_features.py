@@ -76,6 +76,29 @@ def test_second_call_loads_from_the_cache(tiny_model, tmp_path, monkeypatch):
     np.testing.assert_array_equal(enc.transform(TEXTS), first)
 
 
+def test_parallel_jobs_on_the_same_texts_encode_once(tiny_model, tmp_path, monkeypatch):
+    import threading
+    import time
+
+    enc = encoder(tiny_model, cache_dir=str(tmp_path))
+    calls, encode = [], enc._encode
+
+    def slow_encode(texts):
+        calls.append(len(texts))
+        time.sleep(0.5)  # the other job asks meanwhile
+        return encode(texts)
+
+    monkeypatch.setattr(enc, "_encode", slow_encode)
+    out = [None, None]
+    jobs = [threading.Thread(target=lambda i=i: out.__setitem__(i, enc.transform(TEXTS))) for i in range(2)]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join()
+    assert calls == [len(TEXTS)]
+    np.testing.assert_array_equal(out[0], out[1])
+
+
 def test_on_disk_embeddings_are_written_as_shards_once_and_read_back(tiny_model, tmp_path, monkeypatch):
     from alexp.shards import DiskArray
 

@@ -60,6 +60,22 @@ def run_arm(experiment: str, arm: str, overrides: list[str], seeds: int, uri: st
     print(f"  {arm}: {time.perf_counter() - started:.0f} s")
 
 
+def warm_features(overrides: list[str]) -> None:
+    """Compute cached features (sentence embeddings) once, with every core, before the arms' parallel jobs
+    start: otherwise each job's first run would wait on the one computing them with its single thread."""
+    from hydra import compose, initialize_config_dir
+
+    from alexp import cli, data
+
+    with initialize_config_dir(config_dir=cli.CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    if cfg.features.get("cache_dir") is None:
+        return
+    source, features = cli.build(cfg, "data"), cli.build(cfg, "features")
+    table = source.load()
+    cli.featurize(features, table, *data.split(table, source.test_size, 0))
+
+
 def done(uri: str, experiment: str, arm: str) -> bool:
     client = tracking.client(uri)
     exp = client.get_experiment_by_name(experiment)
@@ -249,6 +265,9 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             print(f"{experiment}:")
             tracking.init_store(uri, experiment)
+            started_features = time.perf_counter()
+            warm_features([*spec.data, *feature_overrides, *study.common])
+            print(f"  features: {time.perf_counter() - started_features:.0f} s")
             for arm, overrides in arms(study, dataset, max_labels, acquisitions, kappas).items():
                 run_arm(experiment, arm, [*spec.data, *feature_overrides, *study.common, *overrides], study.seeds,
                         uri)
