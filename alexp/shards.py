@@ -4,7 +4,7 @@ A shard folder holds `x-00000.npy`, `x-00001.npy`, ... (rows in order, `shard_ro
 one `.npy` file per per-row column (labels `y.npy`, row ids `ids.npy`) and `meta.json`. `ShardWriter` writes it
 once, block by block, holding one block in memory; `DiskArray` reads it back: `X[a:b]` reads those rows with
 plain file reads (no memory map, so the pages read never count towards the process's resident memory),
-`X[rows]` gathers rows through a short-lived memory map, and `X.rows(index)` is a view of some rows (a pool
+`X[rows]` gathers rows the same way, reading runs of nearby rows at once, and `X.rows(index)` is a view of some rows (a pool
 or test split) that reads nothing until sliced. Everything alexp does with pool features (`X.shape`,
 `X[a:b]`, `X[rows]`) works the same on a `DiskArray` as on an ndarray, in memory bounded by one block.
 """
@@ -206,8 +206,8 @@ class DiskArray:
                 self._offsets[shard] = f.tell()
         return self._offsets[shard]
 
-    def _read(self, start: int, stop: int) -> NDArray:
-        """Stored rows start..stop-1, read with file reads shard by shard."""
+    def _read(self, start: int, stop: int, files: dict | None = None) -> NDArray:
+        """Stored rows start..stop-1, read with file reads shard by shard (`files`: shard -> open file)."""
         out = np.empty((max(stop - start, 0), self.n_features), dtype=self.dtype)
         row_bytes = self.n_features * self.dtype.itemsize
         first = int(np.searchsorted(self._starts, start, side="right")) - 1
@@ -216,32 +216,43 @@ class DiskArray:
             if pos >= stop:
                 break
             lo, hi = pos - self._starts[shard], min(stop, self._starts[shard + 1]) - self._starts[shard]
-            with open(self._files[shard], "rb") as f:
-                f.seek(self._offset(shard) + int(lo) * row_bytes)
-                f.readinto(memoryview(out[pos - start:pos - start + hi - lo]).cast("B"))
+            f = files.get(shard) if files is not None else None
+            if f is None:
+                f = open(self._files[shard], "rb")
+                if files is not None:
+                    files[shard] = f
+            f.seek(self._offset(shard) + int(lo) * row_bytes)
+            f.readinto(memoryview(out[pos - start:pos - start + hi - lo]).cast("B"))
+            if files is None:
+                f.close()
             pos += int(hi - lo)
         return out
 
     def _gather(self, stored: NDArray[np.int64]) -> NDArray:
-        """Stored rows in the given order. Close rows (a dense run) are read as one range; scattered rows go
-        through a memory map per shard that is closed at once, so only the pages of those rows are touched."""
+        """Stored rows in the given order, read as runs of nearby rows: rows closer than ~16 KB are read in one
+        span (and the rows between dropped), a span is at most BLOCK_ROWS rows. Memory: the output plus one
+        span; nothing is memory-mapped, so pages read never stay in the process's resident memory."""
         out = np.empty((len(stored), self.n_features), dtype=self.dtype)
         if not len(stored):
             return out
         if stored.min() < 0 or stored.max() >= self.n_stored:
             raise IndexError(f"row index out of range for {self!r}")
-        lo, hi = int(stored.min()), int(stored.max()) + 1
-        if hi - lo <= 2 * len(stored):
-            out[:] = self._read(lo, hi)[stored - lo]
-            return out
-        shard_of = np.searchsorted(self._starts, stored, side="right") - 1
-        for shard in np.unique(shard_of):
-            at = np.flatnonzero(shard_of == shard)
-            mm = np.load(self._files[shard], mmap_mode="r")
-            try:
-                out[at] = mm[stored[at] - self._starts[shard]]
-            finally:
-                del mm
+        order = np.argsort(stored, kind="stable")
+        rows = stored[order]
+        gap = max(1, 16_384 // (self.n_features * self.dtype.itemsize))
+        cut = np.flatnonzero(np.diff(rows) > gap) + 1
+        files: dict = {}
+        try:
+            for run in np.split(np.arange(len(rows)), cut):
+                while len(run):  # a long run is read in spans of at most BLOCK_ROWS rows
+                    lo = rows[run[0]]
+                    n = int(np.searchsorted(rows[run], lo + BLOCK_ROWS))
+                    part, run = run[:n], run[n:]
+                    span = self._read(int(lo), int(rows[part[-1]]) + 1, files)
+                    out[order[part]] = span[rows[part] - lo]
+        finally:
+            for f in files.values():
+                f.close()
         return out
 
 

@@ -9,13 +9,16 @@
                the whole command, with its own MLflow store. select / test s are the run's logged
                select_seconds and test_seconds (one pass over the pool / the test rows).
     Every step runs in a child process; its peak RSS is the child's own ru_maxrss (os.wait4).
-(b) Sweep: `alexp -m acquisition=random,entropy,margin,coreset seed=0,1,2` (12 jobs, a 200k x 50 synthetic
-    pool in memory, 10 rounds of 20 labels) with hydra/launcher=basic (one job after another, all cores
-    each) and with the default joblib launcher (one job per core, threads=auto gives each 1 thread), each
-    into a fresh MLflow store; wall time of the whole command and the FINISHED runs it logged.
+(b) Sweeps of 4 strategies x 3 seeds (12 jobs, a 1M x 50 synthetic pool in memory, 10 rounds of 20 labels):
+    random,entropy,margin,least_confidence (the README's sweep), and coreset,margin,entropy,random (coreset's
+    distance computations are BLAS work that already uses both cores in a serial sweep; the slow coreset
+    jobs first, as a scheduler would order them). Each runs with hydra/launcher=basic (one job after
+    another, all cores each) and with the default joblib launcher (one job per core, threads=auto gives
+    each 1 thread), into a fresh MLflow store: wall time of the whole command and the FINISHED runs it
+    logged. Each process pays ~6 s of imports before its first job.
 
 Run from the repository root (stdout only; the pools go to $ALEXP_CACHE_DIR or ~/.cache/alexp, MB = 2**20 B):
-    python benchmarks/scale.py                      # 1M and 10M rows, then the sweep (~15 min on 2 cores, 17 GB)
+    python benchmarks/scale.py                      # 1M and 10M rows, then the sweeps (~15 min on 2 cores, 17 GB)
     python benchmarks/scale.py --sizes 1000000      # one size
     python benchmarks/scale.py --skip-sweep         # pools only
 """
@@ -34,8 +37,9 @@ from pathlib import Path
 MB = 2**20
 D = 384
 CACHE = os.environ.get("ALEXP_CACHE_DIR", str(Path.home() / ".cache" / "alexp"))
-SWEEP = ["acquisition=random,entropy,margin,coreset", "seed=0,1,2", "data.n_rows=200000", "data.n_features=50",
-         "data.n_informative=10", "acquisition.max_candidates=20000", "progress=false"]
+SWEEP = ["seed=0,1,2", "data.n_rows=1000000", "data.n_features=50", "data.n_informative=10", "progress=false"]
+STRATEGIES = {"uncertainty": "random,entropy,margin,least_confidence",  # the README's sweep
+              "with coreset": "coreset,margin,entropy,random"}  # coreset's distances are BLAS work: 2 threads serially
 
 
 def measure(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
@@ -98,23 +102,26 @@ def logged(uri: str, keys: tuple[str, ...]) -> dict[str, float]:
 
 
 def sweep() -> None:
-    print("\n(b) sweep: 4 strategies x 3 seeds = 12 jobs, synthetic 200k x 50 in memory, 10 rounds of 20 labels")
-    print(f"{'launcher':>9} {'wall s':>7} {'finished runs':>13} {'threads/job':>11}")
-    walls = {}
-    for launcher in ("basic", "joblib"):
-        with tempfile.TemporaryDirectory() as tmp:
-            uri = f"sqlite:///{tmp}/mlflow.db"
-            env = {"MLFLOW_TRACKING_URI": uri, "ALEXP_STATE_DIR": f"{tmp}/state"}
-            cmd = ["alexp", "-m", *SWEEP, f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp}/multirun"]
-            walls[launcher], _, _ = measure(cmd, env)
-            import mlflow
+    print("\n(b) sweeps: 4 strategies x 3 seeds = 12 jobs, synthetic 1M x 50 in memory, 10 rounds of 20 labels")
+    print(f"{'strategies':>12} {'launcher':>9} {'wall s':>7} {'finished runs':>13} {'threads/job':>11} {'ratio':>6}")
+    import mlflow
 
-            client = mlflow.MlflowClient(uri)
-            runs = client.search_runs([client.get_experiment_by_name("alexp").experiment_id])
-            finished = sum(r.info.status == "FINISHED" for r in runs)
-            threads = sorted({r.data.tags.get("alexp.threads") for r in runs})
-        print(f"{launcher:>9} {walls[launcher]:7.1f} {f'{finished} of 12':>13} {','.join(threads):>11}")
-    print(f"joblib / serial wall time: {walls['joblib'] / walls['basic']:.2f}")
+    for name, strategies in STRATEGIES.items():
+        walls = {}
+        for launcher in ("basic", "joblib"):
+            with tempfile.TemporaryDirectory() as tmp:
+                uri = f"sqlite:///{tmp}/mlflow.db"
+                env = {"MLFLOW_TRACKING_URI": uri, "ALEXP_STATE_DIR": f"{tmp}/state"}
+                cmd = ["alexp", "-m", f"acquisition={strategies}", *SWEEP, f"hydra/launcher={launcher}",
+                       f"hydra.sweep.dir={tmp}/multirun"]
+                walls[launcher], _, _ = measure(cmd, env)
+                client = mlflow.MlflowClient(uri)
+                runs = client.search_runs([client.get_experiment_by_name("alexp").experiment_id])
+                finished = sum(r.info.status == "FINISHED" for r in runs)
+                threads = ",".join(sorted({r.data.tags.get("alexp.threads", "?") for r in runs}))
+            ratio = f"{walls['joblib'] / walls['basic']:6.2f}" if launcher == "joblib" else ""
+            print(f"{name:>12} {launcher:>9} {walls[launcher]:7.1f} {f'{finished} of 12':>13} {threads:>11} {ratio:>6}")
+    print("ratio: joblib wall time / basic (serial) wall time")
 
 
 def main() -> None:

@@ -51,6 +51,16 @@ def test_a_shard_folder_reads_back_exactly(stored, tmp_path):
         disk[np.array([60])]
 
 
+def test_gathers_read_runs_of_nearby_rows_in_bounded_spans(tmp_path, monkeypatch):
+    X = np.random.default_rng(1).standard_normal((50, 4096)).astype(np.float32)  # 16 KB rows: runs of adjacent rows
+    disk = write(tmp_path / "wide", X, shard_rows=16)
+    monkeypatch.setattr(shards, "BLOCK_ROWS", 3)  # spans of at most 3 rows
+    for rows in ([49, 0, 1, 2, 3, 4, 5, 17, 17, 30, 31, 33], list(range(50)), [15, 16], [48, 2, 47, 3]):
+        np.testing.assert_array_equal(disk[np.array(rows)], X[rows])
+    view = disk.rows(np.arange(0, 50, 2))
+    np.testing.assert_array_equal(view[3:20], X[0:50:2][3:20])
+
+
 def test_a_view_reads_its_rows_only_when_sliced(stored):
     X, disk = stored
     index = np.array([1, 2, 3, 4, 20, 21, 40, 58, 59])
