@@ -131,7 +131,9 @@ def loop(X, X_test, y, y_test, strategy, seed=0):
 @pytest.mark.parametrize("strategy", [
     acquisition.Entropy(chunk_size=256), acquisition.Coreset(max_candidates=400),
     acquisition.ClusterMargin(n_clusters=5, max_cluster_points=100, chunk_size=256),
-    acquisition.ClassBalanced(chunk_size=256), acquisition.BoundaryPairs(max_candidates=500)],
+    acquisition.ClassBalanced(chunk_size=256), acquisition.BoundaryPairs(max_candidates=500),
+    acquisition.Badge(max_candidates=400), acquisition.DensityWeighted(chunk_size=256),
+    acquisition.VoteEntropy(n_members=3, chunk_size=256), acquisition.Random()],
     ids=lambda s: type(s).__name__)
 def test_a_pool_on_disk_gives_the_same_run_as_in_memory(strategy, tmp_path):
     table = SyntheticOnDisk(n_rows=3000, n_features=8, n_informative=3, block_rows=700, shard_rows=1000,

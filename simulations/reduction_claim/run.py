@@ -177,19 +177,59 @@ def quality_lines(study, finals_by_experiment: dict[str, list[dict]]) -> list[st
     return lines
 
 
-def capacity_lines(headlines: dict[str, dict]) -> list[str]:
-    """Per experiment (dataset x features): the baseline's best and the best curated arm's reduction factor."""
-    lines = ["| experiment | crowd baseline's best kappa | best curated arm | its kappa at budget | reduction factor |",
-             "|---|---|---|---|---|"]
+def quality_statements(study, finals_by_experiment: dict[str, list[dict]]) -> list[str]:
+    """Plain sentences: how far expert quality moves the seed's method, and whether kappa .8 is a step."""
+    method = f"acquisition={study.quality.acquisition}"
+    out = []
+    for experiment, finals in finals_by_experiment.items():
+        levels = {1.0 if "curated-perfect" in r["condition"] else float(r["condition"].split("oracle.kappa=")[-1]): r
+                  for r in finals if method in r["condition"] and "arm=random-" not in r["condition"]
+                  and r.get("kappa") and ("curated-perfect" in r["condition"] or "oracle.kappa=" in r["condition"])}
+        if len(levels) < 2:
+            continue
+        low, high = min(levels), max(levels)
+        means = [r["kappa"][0] for r in levels.values()]
+        below, above = [r["kappa"] for k, r in levels.items() if k < 0.8], [r["kappa"] for k, r in levels.items()
+                                                                           if k >= 0.8]
+        step = below and above and min(t[1] for t in above) > max(t[2] for t in below)
+        curated = [levels[k].get("curated_kappa") for k in (low, high)]
+        trend = (f" Curated kappa, scored against the experts' own labels, goes from {curated[0][0]:.3f} to "
+                 f"{curated[1][0]:.3f}." if all(curated) else "")
+        out.append(f"- **{experiment}:** gold kappa {levels[low]['kappa'][0]:.3f} with kappa-{low:g} experts and "
+                   f"{levels[high]['kappa'][0]:.3f} with {'perfect' if high == 1 else f'kappa-{high:g}'} ones "
+                   f"(means {min(means):.3f} to {max(means):.3f} over {len(levels)} levels); "
+                   + ("every level from .8 up beats every level below it beyond the 95% intervals." if step else
+                      "no step at .8: the intervals of the levels below and from .8 up overlap.") + trend)
+    return out
+
+
+def capacity_rows(headlines: dict[str, dict]) -> list[tuple]:
+    """Per experiment (dataset x features): the crowd baseline's best kappa, the best expert curated arm, its
+    final kappa interval and its reduction factor."""
+    rows = []
     for experiment, headline in headlines.items():
         finals = {r["condition"]: r for r in headline["finals"]}
         pairs = [(key, value) for key, value in headline.items() if key != "finals" and "random-crowd_59" in key[0]
                  and "curated-expert" in key[1]]
-        if not pairs:
-            continue
-        (b, c), (best, _, _, r) = max(pairs, key=lambda kv: finals[kv[0][1]]["kappa"][0])
-        lines.append(f"| {experiment} | {best:.3f} | {c} | {ci(finals[c]['kappa'])} | {r.text()} |")
-    return lines
+        if pairs:
+            (b, c), (best, _, _, r) = max(pairs, key=lambda kv: finals[kv[0][1]]["kappa"][0])
+            rows.append((experiment, best, c, finals[c]["kappa"], r))
+    return rows
+
+
+def capacity_lines(headlines: dict[str, dict]) -> list[str]:
+    rows = capacity_rows(headlines)
+    lines = ["| experiment | crowd baseline's best kappa | best curated arm | its kappa at budget | reduction factor |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {e} | {best:.3f} | {c} | {ci(k)} | {r.text()} |" for e, best, c, k, r in rows]
+    by_dataset: dict[str, list[tuple]] = {}
+    for row in rows:
+        by_dataset.setdefault(row[0].rsplit("-", 1)[0], []).append(row)
+    statements = [f"- **{dataset}:** {' instead of '.join(e.rsplit('-', 1)[1] for e, *_ in reversed(rs))} moves the "
+                  f"crowd baseline's best from {rs[0][1]:.3f} to {rs[-1][1]:.3f} and the best expert arm's kappa "
+                  f"from {rs[0][3][0]:.3f} to {rs[-1][3][0]:.3f} (reduction factor {rs[0][4].text()} to "
+                  f"{rs[-1][4].text()})." for dataset, rs in by_dataset.items() if len(rs) > 1]
+    return [*lines, *([""] + statements if statements else [])]
 
 
 def verdict(experiment: str, headline: dict, method: str) -> str:
@@ -234,6 +274,7 @@ def write_results(study, uri: str, experiments: list[str], command: str, wall: f
             "## Label quality", "", f"The seed's method ({study.quality.acquisition}) with experts of each quality "
             "(target kappa against the truth), at the curated budget.", "",
             *quality_lines(study, {e: h["finals"] for e, h in headlines.items()}), "",
+            *quality_statements(study, {e: h["finals"] for e, h in headlines.items()}), "",
             "## Model capacity", "", "The same arms with weaker and stronger features (tf-idf vs MiniLM embeddings, "
             "both with logistic regression): the crowd (kappa .59) baseline's best and the best expert "
             "(kappa .8) curated arm.", "", *capacity_lines(headlines), "",
