@@ -13,10 +13,10 @@ from sklearn.base import clone
 from sklearn.dummy import DummyClassifier
 
 from alexp.models.mlp import MLPHead
-from alexp.shards import is_disk
 from alexp.models.threshold import TunedThreshold
 from alexp.models.transformer import TransformerClassifier
 from alexp.models.zero_shot import ZeroShot
+from alexp.shards import is_disk
 
 __all__ = ["MLPHead", "TransformerClassifier", "TunedThreshold", "ZeroShot", "fit", "predict_proba", "sample_proba",
            "predict", "proba_and_predict", "binary_logit", "linear_scores"]
