@@ -4,9 +4,10 @@ A shard folder holds `x-00000.npy`, `x-00001.npy`, ... (rows in order, `shard_ro
 one `.npy` file per per-row column (labels `y.npy`, row ids `ids.npy`) and `meta.json`. `ShardWriter` writes it
 once, block by block, holding one block in memory; `DiskArray` reads it back: `X[a:b]` reads those rows with
 plain file reads (no memory map, so the pages read never count towards the process's resident memory),
-`X[rows]` gathers rows the same way, reading runs of nearby rows at once, and `X.rows(index)` is a view of some rows (a pool
-or test split) that reads nothing until sliced. Everything alexp does with pool features (`X.shape`,
-`X[a:b]`, `X[rows]`) works the same on a `DiskArray` as on an ndarray, in memory bounded by one block.
+`X[rows]` gathers rows the same way, reading runs of nearby rows at once, and `X.rows(index)` is a view of
+some rows (a pool or test split) that reads nothing until sliced. Everything alexp does with pool features
+(`X.shape`, `X[a:b]`, `X[rows]`) works the same on a `DiskArray` as on an ndarray, in memory bounded by one
+block.
 """
 
 from __future__ import annotations
@@ -56,8 +57,13 @@ class ShardWriter:
         self._file = None
 
     def __enter__(self) -> ShardWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in self.path.parent.glob(f"{self.path.name}.tmp*"):  # left by a writer that was killed
+            pid = stale.name.rsplit(".tmp", 1)[1]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
-        self.tmp.mkdir(parents=True)
+        self.tmp.mkdir()
         return self
 
     def append(self, X: NDArray, **columns: NDArray) -> None:
@@ -109,6 +115,16 @@ class ShardWriter:
                 return
             shutil.rmtree(self.path)
         os.replace(self.tmp, self.path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def is_shard_folder(path: str | Path) -> bool:

@@ -80,6 +80,7 @@ def test_a_crashed_writer_leaves_no_folder_and_a_finished_one_is_kept(tmp_path):
             w.append(X)
             raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+    (tmp_path / "p.tmp999999999").mkdir()  # a writer killed outright (no such process): cleared by the next one
     write(tmp_path / "p", X)
     with shards.ShardWriter(tmp_path / "p", 3, overwrite=False) as w:  # another writer finished first: kept
         w.append(2 * X[:4])
