@@ -283,7 +283,7 @@ class Shards:
 
 
 @dataclass(frozen=True)
-class SyntheticOnDisk:
+class SyntheticOnDisk(Synthetic):
     """The synthetic rare-positive task at any size: generated block by block straight into a shard folder
     (never whole in memory), once per set of parameters under `cache_dir`, then read as `Shards`.
 
@@ -296,23 +296,16 @@ class SyntheticOnDisk:
     same parameters always give the same folder.
     """
 
-    n_rows: int = 10_000_000
+    n_rows: int = 10_000_000  # Synthetic's fields, with these defaults, plus the four below
     n_features: int = 384
     n_informative: int = 10
-    n_clusters_per_class: int = 2
-    positive_rate: float = 0.05
-    class_sep: float = 1.0
-    flip_y: float = 0.0
-    test_size: float = 0.2
-    generator_seed: int = 0
     block_rows: int = 65_536
     shard_rows: int = 1_000_000
     cache_dir: str = "."
     progress: bool = True
 
     def __post_init__(self):
-        Synthetic(self.n_rows, self.n_features, self.n_informative, self.n_clusters_per_class,
-                  self.positive_rate, self.class_sep, self.flip_y, self.test_size)  # the same checks
+        super().__post_init__()
         if self.block_rows < 1 or self.shard_rows < 1:
             raise AlexpError(f"block_rows and shard_rows must be positive, got {self.block_rows}, {self.shard_rows}")
 
