@@ -91,6 +91,8 @@ class SentenceEmbedding(TransformerMixin, BaseEstimator):
 
         if path is None:
             raise ValueError("on_disk=True writes the embeddings into cache_dir: set features.cache_dir")
+        if not isinstance(self.window, int) or self.window < 1:
+            raise ValueError(f"window must be a positive number of texts, got {self.window!r}")
         folder = path.with_suffix("")
         with _locked(folder):
             if not shards.is_shard_folder(folder):

@@ -114,6 +114,8 @@ def test_on_disk_embeddings_are_written_as_shards_once_and_read_back(tiny_model,
     np.testing.assert_array_equal(np.asarray(enc.transform(TEXTS)), np.asarray(X))
     with pytest.raises(ValueError, match="set features.cache_dir"):
         encoder(tiny_model, on_disk=True).transform(TEXTS)
+    with pytest.raises(ValueError, match="window must be a positive number of texts, got 0"):
+        encoder(tiny_model, cache_dir=str(tmp_path), on_disk=True, window=0).transform(TEXTS)
 
 
 def test_different_texts_get_a_different_cache_file(tiny_model, tmp_path):
