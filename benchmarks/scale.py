@@ -18,7 +18,7 @@
     logged. Each process pays ~6 s of imports before its first job.
 
 Run from the repository root (stdout only; the pools go to $ALEXP_CACHE_DIR or ~/.cache/alexp, MB = 2**20 B):
-    python benchmarks/scale.py                      # 1M and 10M rows, then the sweeps (~15 min on 2 cores, 17 GB)
+    python benchmarks/scale.py                      # 1M and 10M rows, then the sweeps (~10 min on 2 cores, 17 GB)
     python benchmarks/scale.py --sizes 1000000      # one size
     python benchmarks/scale.py --skip-sweep         # pools only
 """
