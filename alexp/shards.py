@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -190,7 +191,8 @@ class DiskArray:
             if step != 1:
                 return self[np.arange(start, stop, step)]
             if self._index is None:
-                return self._read(start, stop)
+                with self._open() as files:
+                    return self._read(start, stop, files)
             return self._gather(self._index[start:stop])
         if isinstance(key, (int, np.integer)):
             return self[np.array([key])][0]
@@ -222,8 +224,18 @@ class DiskArray:
                 self._offsets[shard] = f.tell()
         return self._offsets[shard]
 
-    def _read(self, start: int, stop: int, files: dict | None = None) -> NDArray:
-        """Stored rows start..stop-1, read with file reads shard by shard (`files`: shard -> open file)."""
+    @contextmanager
+    def _open(self) -> Iterator[dict]:
+        """shard -> open file, for the reads of one access; all closed at the end."""
+        files: dict = {}
+        try:
+            yield files
+        finally:
+            for f in files.values():
+                f.close()
+
+    def _read(self, start: int, stop: int, files: dict) -> NDArray:
+        """Stored rows start..stop-1, read with file reads shard by shard (`files`: from `_open`)."""
         out = np.empty((max(stop - start, 0), self.n_features), dtype=self.dtype)
         row_bytes = self.n_features * self.dtype.itemsize
         first = int(np.searchsorted(self._starts, start, side="right")) - 1
@@ -232,15 +244,10 @@ class DiskArray:
             if pos >= stop:
                 break
             lo, hi = pos - self._starts[shard], min(stop, self._starts[shard + 1]) - self._starts[shard]
-            f = files.get(shard) if files is not None else None
-            if f is None:
-                f = open(self._files[shard], "rb")
-                if files is not None:
-                    files[shard] = f
-            f.seek(self._offset(shard) + int(lo) * row_bytes)
-            f.readinto(memoryview(out[pos - start:pos - start + hi - lo]).cast("B"))
-            if files is None:
-                f.close()
+            if shard not in files:
+                files[shard] = open(self._files[shard], "rb")
+            files[shard].seek(self._offset(shard) + int(lo) * row_bytes)
+            files[shard].readinto(memoryview(out[pos - start:pos - start + hi - lo]).cast("B"))
             pos += int(hi - lo)
         return out
 
@@ -257,8 +264,7 @@ class DiskArray:
         rows = stored[order]
         gap = max(1, 16_384 // (self.n_features * self.dtype.itemsize))
         cut = np.flatnonzero(np.diff(rows) > gap) + 1
-        files: dict = {}
-        try:
+        with self._open() as files:
             for run in np.split(np.arange(len(rows)), cut):
                 while len(run):  # a long run is read in spans of at most BLOCK_ROWS rows
                     lo = rows[run[0]]
@@ -266,9 +272,6 @@ class DiskArray:
                     part, run = run[:n], run[n:]
                     span = self._read(int(lo), int(rows[part[-1]]) + 1, files)
                     out[order[part]] = span[rows[part] - lo]
-        finally:
-            for f in files.values():
-                f.close()
         return out
 
 
