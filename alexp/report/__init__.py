@@ -1,0 +1,96 @@
+"""`alexp report`: from the MLflow runs of a sweep to answers, with how sure we are.
+
+Runs are grouped into conditions (their params minus the seed), each compared with its baseline (the same
+settings but `--baseline`). `stats` holds the statistics (pure functions, checked by simulation in
+`simulations/report_calibration`), `runs` the MLflow loading, `tables` the tables and the verdict in words,
+`figures` the figures; `main` does the I/O.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from alexp import AlexpError
+from alexp.report import stats
+from alexp.report.runs import load_runs
+from alexp.report.tables import Report, Settings, baseline_pairs, markdown, summarize
+
+__all__ = ["Report", "Settings", "load_runs", "main", "summarize", "write"]
+
+
+def write(report: Report, out: Path, title: str) -> list[Path]:
+    """report.md, summary.parquet (one row per condition), reductions.parquet, comparisons.parquet,
+    curves.parquet and the figures into `out`; returns the files written."""
+    from alexp.report.figures import figures
+
+    out.mkdir(parents=True, exist_ok=True)
+    tables = {"summary": report.conditions, "reductions": report.reductions, "comparisons": report.comparisons,
+              "curves": report.curves}
+    files = []
+    for name, frame in tables.items():
+        if frame.height:
+            frame.write_parquet(out / f"{name}.parquet")
+            files.append(out / f"{name}.parquet")
+    baselines = set(report.reductions["baseline"].to_list()) if report.reductions.height else set()
+    targets = ({report.settings.metric: report.settings.target} if report.settings.target is not None else
+               {b: t for b, t in zip(report.reductions["baseline"], report.reductions["target"])}
+               if report.reductions.height else {})
+    drawn = figures(report.curves, out, title, report.settings.metric, targets, baselines)
+    (out / "report.md").write_text(markdown(report, f"alexp report: {title}", [f.name for f in drawn]))
+    return [out / "report.md", *files, *drawn]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="alexp report", description="Turn the MLflow runs of a sweep into curves "
+                                "with bootstrap intervals over seeds, labels-to-target, reduction factors against "
+                                "a baseline, paired tests and a verdict in words.")
+    p.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),
+                   help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--experiment", action="append", help="experiment name(s) to read (default: alexp)")
+    p.add_argument("--sweep-dir", help="only the runs of one sweep (its Hydra sweep dir, tag alexp.sweep_dir)")
+    p.add_argument("--baseline", default="acquisition=random",
+                   help="settings that make a condition the baseline, e.g. 'acquisition=random oracle=crowd' "
+                        "(default: acquisition=random); each condition is compared with its own baseline")
+    p.add_argument("--metric", default="kappa", help="the logged metric to summarise: kappa (default), "
+                   "average_precision, f1, curated_kappa, ... (any metric the runs logged per round)")
+    p.add_argument("--target", type=float, help="an absolute target value of the metric (default: --target-fraction "
+                   "of each baseline's plateau)")
+    p.add_argument("--target-fraction", type=float, default=stats.FRACTION,
+                   help=f"the target as a share of the baseline's plateau (default {stats.FRACTION})")
+    p.add_argument("--plateau-points", type=int, default=stats.PLATEAU_POINTS,
+                   help="the plateau is the mean of the baseline's mean curve over its last this many label counts "
+                        f"(default {stats.PLATEAU_POINTS})")
+    p.add_argument("--out", help="output folder (default: reports/<experiment>)")
+    p.add_argument("--no-log", action="store_true", help="do not log the report as a run in the experiment")
+    args = p.parse_args(argv)
+    if not 0 < args.target_fraction <= 1:
+        p.error(f"--target-fraction must be in (0, 1], got {args.target_fraction}")
+    if args.plateau_points < 1:
+        p.error(f"--plateau-points must be at least 1, got {args.plateau_points}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(sys.argv[2:] if argv is None else argv)
+    experiments = args.experiment or ["alexp"]
+    baseline = dict(part.split("=", 1) for part in args.baseline.split()) if args.baseline else {}
+    settings = Settings(args.metric, args.target, args.target_fraction, args.plateau_points)
+    try:
+        runs = load_runs(args.tracking_uri, experiments, args.sweep_dir, args.metric)
+        report = summarize(runs, baseline_pairs(runs["condition"].unique(maintain_order=True).to_list(), baseline),
+                           settings)
+    except AlexpError as e:
+        print(f"alexp report: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    out = Path(args.out or Path("reports") / "-".join(experiments))
+    files = write(report, out, ", ".join(experiments))
+    if not args.no_log:
+        from alexp.tracking import log_report
+
+        run_id = log_report(args.tracking_uri, experiments[0], out)
+        print(f"logged as run {run_id} (artifacts: {', '.join(f.name for f in files)})")
+    print(f"report written to {out}/")
+    print((out / "report.md").read_text())

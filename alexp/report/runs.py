@@ -1,0 +1,82 @@
+"""The finished runs of a sweep, from MLflow into one long polars table, and from it into seed matrices."""
+
+from __future__ import annotations
+
+import logging
+
+import polars as pl
+from numpy.typing import NDArray
+
+from alexp import AlexpError
+
+log = logging.getLogger(__name__)
+
+SCHEMA = {"run_id": pl.String, "condition": pl.String, "seed": pl.Int64, "n_labels": pl.Int64, "value": pl.Float64,
+          "cost": pl.Float64, "last_recall": pl.Float64, "last_average_precision": pl.Float64}
+
+
+def load_runs(uri: str, experiments: list[str], sweep_dir: str | None = None, metric: str = "kappa",
+              keys: list[str] | None = None) -> pl.DataFrame:
+    """One row per (run, step): run_id, condition, seed, n_labels, `value` (the metric), cost, and each run's
+    last recall and average precision (to explain a baseline that never learns).
+
+    A condition is named by the params that vary between runs, or by `keys` when given. Runs that are not
+    FINISHED and report runs are left out; of several finished runs of one condition and seed (a rerun), the
+    latest counts, so a seed is never counted twice."""
+    from alexp.tracking import client as tracking_client
+
+    client = tracking_client(uri)
+    ids = []
+    for name in experiments:
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise AlexpError(f"no experiment {name!r} in {uri}; pass --experiment with one of "
+                             f"{[e.name for e in client.search_experiments()]}")
+        ids.append(exp.experiment_id)
+    query = "attributes.status = 'FINISHED'" + (f" and tags.`alexp.sweep_dir` = '{sweep_dir}'" if sweep_dir else "")
+    runs = [r for r in client.search_runs(ids, query, max_results=50_000, order_by=["attributes.start_time DESC"])
+            if r.data.tags.get("alexp.kind") != "report"]
+    if not runs:
+        raise AlexpError(f"no finished alexp runs in experiment(s) {experiments} of {uri}"
+                         + (f" with sweep dir {sweep_dir}" if sweep_dir else ""))
+    if not any(metric in r.data.metrics for r in runs):
+        logged = sorted(set().union(*(r.data.metrics for r in runs)))
+        raise AlexpError(f"no run logged the metric {metric!r}; --metric takes one of {logged}")
+    params = [{k: v for k, v in r.data.params.items() if k != "seed"} for r in runs]
+    varying = keys or sorted(k for k in set().union(*params) if len({p.get(k) for p in params}) > 1)
+    rows, seen = [], set()
+    for r, p in zip(runs, params):  # newest first
+        condition = " ".join(f"{k}={p[k]}" for k in varying if k in p) or "all runs"
+        seed = int(r.data.params.get("seed", 0))
+        if (condition, seed) in seen:
+            log.warning("run %s repeats %s seed %d: the latest run counts", r.info.run_id, condition, seed)
+            continue
+        seen.add((condition, seed))
+        cost = {m.step: m.value for m in client.get_metric_history(r.info.run_id, "cost")}
+        last = r.data.metrics
+        for m in client.get_metric_history(r.info.run_id, metric):
+            rows.append((r.info.run_id, condition, seed, m.step, m.value, cost.get(m.step), last.get("recall"),
+                         last.get("average_precision")))
+    return pl.DataFrame(rows, schema=SCHEMA, orient="row").sort("condition", "seed", "n_labels")
+
+
+def condition_params(condition: str) -> dict[str, str]:
+    """'acquisition=margin oracle=noisy' -> {'acquisition': 'margin', 'oracle': 'noisy'}."""
+    return dict(part.split("=", 1) for part in condition.split()) if "=" in condition else {}
+
+
+def matrix(runs: pl.DataFrame, condition: str, column: str = "value", seeds: list[int] | None = None
+           ) -> tuple[NDArray, NDArray, list[int]]:
+    """(label counts, seeds x label counts of `column`, seeds) of one condition, on the label counts every one
+    of its seeds (or of `seeds`) logged; rows in seed order."""
+    part = runs.filter(pl.col("condition") == condition, pl.col(column).is_not_null())
+    if seeds is not None:
+        part = part.filter(pl.col("seed").is_in(seeds))
+    seed_list = sorted(part["seed"].unique().to_list())
+    wide = part.pivot(on="seed", index="n_labels", values=column, aggregate_function="first").sort("n_labels")
+    wide = wide.drop_nulls()  # label counts that some seed did not log
+    if not wide.height:
+        raise AlexpError(f"the runs of {condition!r} (seeds {seed_list}) have no label count in common; report "
+                         "runs of one schedule together, or pass --sweep-dir to pick one sweep")
+    values = wide.select([str(s) for s in seed_list]).to_numpy().T
+    return wide["n_labels"].to_numpy().astype(float), values.astype(float), seed_list

@@ -1,0 +1,314 @@
+"""Statistics of learning curves over seeds: pure functions of arrays (no MLflow, no polars, no plotting).
+
+A condition's runs form a matrix `seeds x label counts` (one row per seed, columns on a shared, increasing
+schedule of label counts). Every interval here is a bootstrap over seeds: resampling whole seeds keeps each
+run's curve intact, and resampling them *paired* across two conditions keeps what runs of one seed share (the
+data split, the initial labeled set, the oracle's answers). Percentile intervals of means never leave the
+range of the values, so a kappa band stays inside kappa's range. The plain percentile interval is too narrow
+with few seeds (about 85% coverage at 5 seeds), so its tails are widened to match Student's t for a mean
+("expanded percentile", Hesterberg 2015); with fewer than `MIN_SEEDS` seeds no interval is given at all.
+
+Labels-to-target is read off the *mean* curve, interpolated linearly in log labels between the last point
+below the target and the first at or above it. It is censored, never dropped: right-censored when the curve
+never reaches the target (the true value is beyond the last label count), left-censored when the first point
+already does (the true value is at most the first label count). `simulations/report_calibration` checks the
+reduction factor and its interval on curves whose answer is known.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import optimize, stats
+
+LEVEL = 0.95
+MIN_SEEDS = 3  # below this many (paired) seeds no interval is computed
+RESAMPLES = 4000
+FRACTION = 0.95  # default target: this share of the baseline's plateau
+PLATEAU_POINTS = 3  # the plateau: the baseline's mean over its last this many label counts
+MIN_RISE = 0.05  # a baseline must rise this far above chance (or above its start) for a relative target
+
+OBSERVED, LEFT, RIGHT = 0, 1, 2  # censoring of a labels-to-target value
+
+
+def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(0 if seed is None else seed)
+
+
+def expanded_alpha(n: int, level: float = LEVEL) -> float:
+    """Two-sided tail share for a percentile bootstrap over n seeds, widened so that, for a mean, the interval
+    is as wide as Student's t interval: 2 * Phi(-sqrt(n / (n - 1)) * t_{n-1}) (Hesterberg 2015)."""
+    t = stats.t.ppf((1 + level) / 2, n - 1)
+    return float(2 * stats.norm.sf(math.sqrt(n / (n - 1)) * t))
+
+
+def mean_interval(values, level: float = LEVEL, seed: int | np.random.Generator | None = None
+                  ) -> tuple[float, float, float]:
+    """(mean, low, high) over seeds: an expanded-percentile bootstrap interval of the mean (scipy.stats.bootstrap).
+    NaN values are left out; bounds are NaN with fewer than MIN_SEEDS values."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if len(v) == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(v.mean())
+    if len(v) < MIN_SEEDS:
+        return mean, math.nan, math.nan
+    if np.ptp(v) == 0:  # every seed agrees: the bootstrap distribution is a point
+        return mean, mean, mean
+    res = stats.bootstrap((v,), np.mean, confidence_level=1 - expanded_alpha(len(v), level), method="percentile",
+                          n_resamples=RESAMPLES, rng=_rng(seed))
+    low, high = res.confidence_interval
+    return mean, float(max(low, v.min())), float(min(high, v.max()))
+
+
+def quantile_interval(replicates: NDArray, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """Expanded-percentile bounds of bootstrap replicates that may be 0 or infinite (censored): order statistics
+    (no interpolation, which is undefined between a finite and an infinite value); NaN replicates left out."""
+    r = np.asarray(replicates, dtype=float)
+    r = r[~np.isnan(r)]
+    if n < MIN_SEEDS or len(r) == 0:
+        return math.nan, math.nan
+    a = expanded_alpha(n, level)
+    low, high = np.quantile(r, [a / 2, 1 - a / 2], method="inverted_cdf")
+    return float(low), float(high)
+
+
+# --- learning curves ----------------------------------------------------------------------------------------
+
+def crossings(labels: NDArray, curves: NDArray, targets) -> tuple[NDArray, NDArray]:
+    """Labels at which each curve (row of `curves`, on `labels`) first reaches its target, and the censoring.
+
+    Interpolated linearly in log labels between the last point below the target and the first at or above it.
+    LEFT: the first point is already there (value = first label count, an upper bound); RIGHT: never (inf).
+    A point at 0 labels (a scout's, before any label) is left out. Returns (values, status), each (rows,)."""
+    labels = np.asarray(labels, dtype=float)
+    keep = labels > 0
+    labels, x = labels[keep], np.log(labels[keep])
+    c = np.atleast_2d(np.asarray(curves, dtype=float))[:, keep]
+    t = np.broadcast_to(np.asarray(targets, dtype=float), (len(c),))
+    above = c >= t[:, None] - 1e-12
+    hit = above.any(axis=1)
+    first = above.argmax(axis=1)
+    values = np.full(len(c), np.inf)
+    status = np.where(hit, OBSERVED, RIGHT)
+    left = hit & (first == 0)
+    status[left], values[left] = LEFT, float(labels[0])
+    rows = np.flatnonzero(hit & (first > 0))
+    i = first[rows]
+    y0, y1 = c[rows, i - 1], c[rows, i]
+    frac = (t[rows] - y0) / (y1 - y0)  # y0 < target <= y1
+    values[rows] = np.exp(x[i - 1] + frac * (x[i] - x[i - 1]))
+    return values, status
+
+
+def labels_to_target(labels: NDArray, curve: NDArray, target: float) -> tuple[float, int]:
+    """(labels at which one curve first reaches `target`, censoring status); see `crossings`."""
+    values, status = crossings(labels, curve, target)
+    return float(values[0]), int(status[0])
+
+
+def plateau(curve: NDArray, points: int = PLATEAU_POINTS):
+    """The mean of a curve's last `points` values (per row of a matrix of curves): where it levels off, robust to
+    the noise of any single point."""
+    m = np.mean(np.asarray(curve, dtype=float)[..., -points:], axis=-1)
+    return float(m) if np.ndim(m) == 0 else m
+
+
+def chance_level(metric: str, curve: NDArray) -> tuple[float, str]:
+    """The value a model that learned nothing would score, and its name: 0 for kappa metrics (agreement beyond
+    chance), otherwise the curve's own first value (a baseline must rise above where it started)."""
+    if metric.endswith("kappa"):
+        return 0.0, "chance (kappa 0)"
+    return float(np.asarray(curve)[0]), "its first value"
+
+
+def target_problem(metric: str, curve: NDArray, points: int = PLATEAU_POINTS, min_rise: float = MIN_RISE
+                   ) -> str | None:
+    """Why a target relative to this baseline mean curve is undefined, or None when it is defined."""
+    level, name = chance_level(metric, curve)
+    top = plateau(curve, points)
+    if top <= level + min_rise:
+        return (f"the baseline never rises above {name}: its plateau is {metric} {top:.3f} "
+                f"(best {float(np.max(curve)):.3f}), less than {min_rise:g} above {level:.3f}")
+    return None
+
+
+def labels_interval(labels: NDArray, runs: NDArray, target: float, level: float = LEVEL,
+                    seed: int | np.random.Generator | None = None) -> tuple[float, int, float, float]:
+    """Labels-to-target of the mean curve of `runs` (seeds x label counts) with its bootstrap interval over seeds:
+    (value, status, low, high); the interval's ends may be inf (resamples that never reach the target)."""
+    runs = np.atleast_2d(np.asarray(runs, dtype=float))
+    (value,), (status,) = crossings(labels, runs.mean(axis=0), target)
+    if len(runs) < MIN_SEEDS:
+        return float(value), int(status), math.nan, math.nan
+    boot = runs[_rng(seed).integers(0, len(runs), size=(RESAMPLES, len(runs)))].mean(axis=1)
+    low, high = quantile_interval(crossings(labels, boot, target)[0], len(runs), level)
+    return float(value), int(status), low, high
+
+
+def power_law_fit(labels: NDArray, curve: NDArray) -> dict[str, float] | None:
+    """Least-squares fit of a - b * n^-c to a mean curve (a diagnostic of the plateau): a, b, c, R^2, and the
+    plateau's share of the fitted asymptote; None when it does not converge or has too few points."""
+    x, y = np.asarray(labels, dtype=float), np.asarray(curve, dtype=float)
+    if len(x) < 4 or np.ptp(y) == 0:
+        return None
+    scale = x[0]
+
+    def f(n, a, b, c):
+        return a - b * (n / scale) ** -c
+
+    try:
+        (a, b, c), _ = optimize.curve_fit(f, x, y, p0=(y[-1], max(y[-1] - y[0], 1e-3), 0.5),
+                                          bounds=([-np.inf, 0, 1e-3], [np.inf, np.inf, 5]), maxfev=5000)
+    except (RuntimeError, ValueError):
+        return None
+    resid = y - f(x, a, b, c)
+    r2 = 1 - float(resid @ resid) / float(((y - y.mean()) ** 2).sum())
+    return {"a": float(a), "b": float(b), "c": float(c), "r2": r2,
+            "plateau_share": plateau(y) / a if a > 0 else math.nan}
+
+
+def aulc(labels: NDArray, curve: NDArray, log: bool = False, between: tuple[float, float] | None = None) -> float:
+    """Area under a learning curve divided by its label range: the curve's mean height. On a log axis 0 labels
+    are left out; `between` restricts it to a label range (the curve interpolated at its ends)."""
+    x, y = np.asarray(labels, dtype=float), np.asarray(curve, dtype=float)
+    if log:
+        keep = x > 0
+        x, y = np.log(x[keep]), y[keep]
+    if between is not None:
+        lo, hi = (np.log(between[0]), np.log(between[1])) if log else between
+        grid = np.unique(np.concatenate([[lo, hi], x[(x > lo) & (x < hi)]]))
+        x, y = grid, np.interp(grid, x, y)
+    if len(x) < 2 or x[-1] == x[0]:
+        return float(y[0]) if len(y) else math.nan
+    return float(np.trapezoid(y, x) / (x[-1] - x[0]))
+
+
+# --- reduction factors --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Reduction:
+    """How many times fewer labels a condition needs than its baseline to reach the target (> 1: it saves).
+
+    The primary estimate is read off the two mean curves; its interval is a paired bootstrap over seeds that
+    recomputes the baseline's plateau (so the target's own noise is in the interval). An interval end of 0 or
+    inf means that in that share of resamples the condition (0) or the baseline (inf) never reached the target.
+    """
+
+    target: float  # NaN when undefined
+    problem: str | None  # why the target is undefined, else None
+    base_labels: float
+    base_status: int
+    labels: float
+    status: int
+    factor: float  # NaN when undefined or when both sides are censored
+    bound: str  # "" exact; "<", ">", "<=", ">=" a bound (one side censored); "n/a" both censored or undefined
+    low: float  # NaN with fewer than MIN_SEEDS paired seeds
+    high: float
+    seeds: int  # paired seeds
+    seeds_reached: int  # seeds whose own curve reaches the target (condition)
+    base_seeds_reached: int
+    per_seed_median: float  # diagnostic: median of per-seed ratios (NaN when censored seeds decide it)
+
+    @property
+    def defined(self) -> bool:
+        return self.problem is None and self.bound != "n/a"
+
+
+def _ratios(base: NDArray, base_status: NDArray, base_last: float, cond: NDArray, status: NDArray,
+            cond_last: float) -> tuple[NDArray, NDArray]:
+    """Lowest and highest reduction factors base / cond consistent with censored labels-to-target values.
+
+    A side that never reaches the target needs more than its last label count; one already there at its first
+    point needs at most that. Both never: no ratio (NaN)."""
+    base, cond = np.asarray(base, dtype=float), np.asarray(cond, dtype=float)
+    base_status, status = np.asarray(base_status), np.asarray(status)
+    b_lo = np.where(base_status == RIGHT, base_last, np.where(base_status == LEFT, 0.0, base))
+    b_hi = np.where(base_status == RIGHT, np.inf, base)
+    c_lo = np.where(status == RIGHT, cond_last, np.where(status == LEFT, 0.0, cond))
+    c_hi = np.where(status == RIGHT, np.inf, cond)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        low, high = b_lo / c_hi, b_hi / c_lo
+    both = (base_status == RIGHT) & (status == RIGHT)
+    return np.where(both, np.nan, low), np.where(both, np.nan, high)
+
+
+# (baseline status, condition status) -> what the factor base / condition is: exact, or a bound
+_BOUNDS = {(OBSERVED, OBSERVED): "", (OBSERVED, RIGHT): "<", (LEFT, RIGHT): "<", (RIGHT, OBSERVED): ">",
+           (RIGHT, LEFT): ">", (OBSERVED, LEFT): ">=", (LEFT, OBSERVED): "<=", (LEFT, LEFT): "n/a",
+           (RIGHT, RIGHT): "n/a"}
+
+
+def reduction(base_labels: NDArray, base: NDArray, labels: NDArray, cond: NDArray, metric: str = "kappa",
+              target: float | None = None, fraction: float = FRACTION, points: int = PLATEAU_POINTS,
+              level: float = LEVEL, seed: int | np.random.Generator | None = None,
+              min_rise: float = MIN_RISE) -> Reduction:
+    """Reduction factor of a condition against its baseline, both `seeds x label counts` with rows paired by seed.
+
+    The target is `target` when given, else `fraction` of the baseline's plateau (the mean of its mean curve's
+    last `points` values), undefined when that plateau is not `min_rise` above chance (`target_problem`)."""
+    base, cond = np.atleast_2d(np.asarray(base, float)), np.atleast_2d(np.asarray(cond, float))
+    n = len(base)
+    mb, mc = base.mean(axis=0), cond.mean(axis=0)
+    problem = None if target is not None else target_problem(metric, mb, points, min_rise)
+    if problem is not None:
+        return Reduction(math.nan, problem, math.nan, RIGHT, math.nan, RIGHT, math.nan, "n/a", math.nan, math.nan,
+                         n, 0, 0, math.nan)
+    t = target if target is not None else fraction * plateau(mb, points)
+    (lb,), (sb,) = crossings(base_labels, mb, t)
+    (lc,), (sc,) = crossings(labels, mc, t)
+    bound = _BOUNDS[int(sb), int(sc)]
+    seen_b = base_labels[-1] if sb == RIGHT else lb  # a censored side enters the bound at its last label count
+    seen_c = labels[-1] if sc == RIGHT else lc
+    factor = math.nan if bound == "n/a" else float(seen_b / seen_c)
+    seed_b, seed_sb = crossings(base_labels, base, t)
+    seed_c, seed_sc = crossings(labels, cond, t)
+    low = high = math.nan
+    if n >= MIN_SEEDS:
+        idx = _rng(seed).integers(0, n, size=(RESAMPLES, n))
+        boot_b, boot_c = base[idx].mean(axis=1), cond[idx].mean(axis=1)
+        boot_t = t if target is not None else fraction * plateau(boot_b, points)
+        lows, highs = _ratios(*crossings(base_labels, boot_b, boot_t), base_labels[-1],
+                              *crossings(labels, boot_c, boot_t), labels[-1])
+        low, high = quantile_interval(lows, n, level)[0], quantile_interval(highs, n, level)[1]
+    return Reduction(t, None, float(lb), int(sb), float(lc), int(sc), factor, bound, low, high, n,
+                     int(np.sum(seed_sc != RIGHT)), int(np.sum(seed_sb != RIGHT)),
+                     censored_median(*_ratios(seed_b, seed_sb, base_labels[-1], seed_c, seed_sc, labels[-1])))
+
+
+def censored_median(lows: NDArray, highs: NDArray) -> float:
+    """Median of per-seed ratios known only within [low, high] where censored: the median of the lows and of the
+    highs when they agree, else NaN (the censored seeds decide it); NaN values left out."""
+    lo, hi = np.asarray(lows, dtype=float), np.asarray(highs, dtype=float)
+    keep = ~np.isnan(lo)
+    if not keep.any():
+        return math.nan
+    a, b = float(np.median(lo[keep])), float(np.median(hi[keep]))
+    return a if a == b else math.nan
+
+
+# --- paired comparisons -------------------------------------------------------------------------------------
+
+def paired(diffs, level: float = LEVEL, seed: int | np.random.Generator | None = None) -> dict[str, float]:
+    """Per-seed differences (condition - baseline): mean with its bootstrap interval, wins, losses and the
+    two-sided Wilcoxon signed-rank p-value (NaN when every difference is 0)."""
+    d = np.asarray(diffs, dtype=float)
+    d = d[~np.isnan(d)]
+    mean, low, high = mean_interval(d, level, seed)
+    p = float(stats.wilcoxon(d).pvalue) if np.any(d != 0) else math.nan
+    return {"seeds": len(d), "wins": int((d > 0).sum()), "losses": int((d < 0).sum()), "mean_diff": mean,
+            "diff_low": low, "diff_high": high, "wilcoxon_p": p}
+
+
+def holm(pvalues) -> NDArray:
+    """Holm's step-down adjustment of p-values for the family they form (NaN values left as they are)."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = len(order)
+    out[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return out

@@ -1,0 +1,284 @@
+"""The report's tables and its verdict in words, from the long table of runs (`runs.load_runs`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from alexp.report import stats
+from alexp.report.runs import condition_params, matrix
+
+
+@dataclass
+class Settings:
+    """What the report summarises and how: the metric, the target rule and the interval level."""
+
+    metric: str = "kappa"
+    target: float | None = None  # absolute target; None: `fraction` of each baseline's plateau
+    fraction: float = stats.FRACTION
+    points: int = stats.PLATEAU_POINTS
+    level: float = stats.LEVEL
+
+
+@dataclass
+class Report:
+    settings: Settings
+    curves: pl.DataFrame
+    conditions: pl.DataFrame
+    reductions: pl.DataFrame
+    comparisons: pl.DataFrame
+    fits: pl.DataFrame
+    verdict: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def baseline_pairs(conditions: list[str], baseline: dict[str, str]) -> list[tuple[str, str]]:
+    """(condition, its baseline) for every condition that has one: the condition equal to it but for the
+    baseline's settings (e.g. acquisition=random)."""
+    pairs = []
+    for c in conditions:
+        want = {**condition_params(c), **baseline}
+        match = [b for b in conditions if condition_params(b) == want]
+        if match and match[0] != c:
+            pairs.append((c, match[0]))
+    return pairs
+
+
+def curves(runs: pl.DataFrame, level: float = stats.LEVEL) -> pl.DataFrame:
+    """Mean of the metric over seeds with its bootstrap interval, per condition and label count."""
+    out = []
+    for (condition, n), part in runs.group_by("condition", "n_labels", maintain_order=True):
+        mean, low, high = stats.mean_interval(part["value"].to_numpy(), level)
+        cost = part["cost"].drop_nulls()
+        out.append((condition, n, part.height, mean, low, high, float(cost.mean()) if len(cost) else None))
+    return pl.DataFrame(out, schema={"condition": pl.String, "n_labels": pl.Int64, "seeds": pl.Int64,
+                                     "mean": pl.Float64, "low": pl.Float64, "high": pl.Float64,
+                                     "cost_mean": pl.Float64}, orient="row").sort("condition", "n_labels")
+
+
+def summarize(runs: pl.DataFrame, pairs: list[tuple[str, str]], settings: Settings | None = None) -> Report:
+    """Conditions, reductions against their baselines, paired comparisons, baseline fits and the verdict."""
+    s = settings or Settings()
+    table = curves(runs, s.level)
+    conditions = table["condition"].unique(maintain_order=True).to_list()
+    reductions, comparisons, targets = [], [], {}
+    notes = []
+    for cond, base in pairs:
+        if (found := compare(runs, cond, base, s)) is None:
+            notes.append(f"`{cond}` shares no seed with its baseline `{base}`: not compared (run the same seeds).")
+            continue
+        row, comps = found
+        reductions.append(row)
+        comparisons += comps
+        targets[cond] = targets.setdefault(base, row["target"])
+    comparisons_df = pl.DataFrame(comparisons)
+    if comparisons_df.height:
+        comparisons_df = comparisons_df.with_columns(holm_p=pl.Series(stats.holm(comparisons_df["wilcoxon_p"])))
+    rows = [condition_row(runs, c, targets.get(c, s.target), s) for c in conditions]
+    fits = [fit_row(runs, b, s) for b in dict.fromkeys(b for _, b in pairs)]
+    report = Report(s, table, pl.DataFrame(rows), pl.DataFrame(reductions), comparisons_df, pl.DataFrame(fits))
+    report.verdict = [verdict_line(r, s) for r in reductions]
+    report.notes = list(dict.fromkeys([*notes, *(r["cause"] for r in reductions if r["cause"])]))
+    return report
+
+
+def condition_row(runs: pl.DataFrame, condition: str, target: float | None, s: Settings) -> dict:
+    """One condition: its final value, AULC (linear and log labels) and labels-to-target, with intervals."""
+    labels, values, seeds = matrix(runs, condition)
+    row = {"condition": condition, "seeds": len(seeds), "max_labels": int(labels[-1]) if len(labels) else 0}
+    measures = {"final": values[:, -1], "aulc": [stats.aulc(labels, v) for v in values],
+                "aulc_log": [stats.aulc(labels, v, log=True) for v in values]}
+    for name, v in measures.items():
+        row[name], row[f"{name}_low"], row[f"{name}_high"] = stats.mean_interval(v, s.level)
+    row["target"] = math.nan if target is None else target
+    if target is not None and not math.isnan(target):
+        value, status, low, high = stats.labels_interval(labels, values, target, s.level)
+        reached = int(np.sum(stats.crossings(labels, values, target)[1] != stats.RIGHT))
+        row.update(labels_to_target=value, labels_to_target_status=status, labels_to_target_low=low,
+                   labels_to_target_high=high, seeds_reaching_target=reached)
+    return row
+
+
+def compare(runs: pl.DataFrame, cond: str, base: str, s: Settings) -> tuple[dict, list[dict]] | None:
+    """The reduction factor of `cond` against `base` on their common seeds, and the paired comparisons (None
+    without a common seed)."""
+    common = sorted(set(runs.filter(pl.col("condition") == cond)["seed"].to_list())
+                    & set(runs.filter(pl.col("condition") == base)["seed"].to_list()))
+    if not common:
+        return None
+    bl, bv, _ = matrix(runs, base, seeds=common)
+    cl, cv, _ = matrix(runs, cond, seeds=common)
+    r = stats.reduction(bl, bv, cl, cv, s.metric, s.target, s.fraction, s.points, s.level)
+    row = {"condition": cond, "baseline": base, "target": r.target, "seeds": r.seeds,
+           "baseline_labels": r.base_labels, "baseline_status": r.base_status, "labels": r.labels,
+           "status": r.status, "reduction": r.factor, "bound": r.bound, "reduction_low": r.low,
+           "reduction_high": r.high, "seeds_reached": r.seeds_reached, "baseline_seeds_reached": r.base_seeds_reached,
+           "per_seed_median": r.per_seed_median, "problem": r.problem,
+           "cause": cause(runs, base, r.problem, s.metric) if r.problem else None,
+           "baseline_max_labels": float(bl[-1]), "max_labels": float(cl[-1])}
+    between = (max(bl[0], cl[0]), min(bl[-1], cl[-1]))
+    comps = []
+    for measure, fn in ((f"AULC (log labels {between[0]:g}-{between[1]:g})",
+                         lambda x, v: stats.aulc(x, v, log=True, between=between)),
+                        (f"final {s.metric} ({cl[-1]:g} vs {bl[-1]:g} labels)", lambda x, v: v[-1])):
+        diffs = [fn(cl, c) - fn(bl, b) for c, b in zip(cv, bv)]
+        comps.append({"condition": cond, "baseline": base, "measure": measure, **stats.paired(diffs, s.level)})
+    return row, comps
+
+
+def cause(runs: pl.DataFrame, base: str, problem: str, metric: str) -> str:
+    """The undefined target in words, with its likely cause and what to try."""
+    last = runs.filter(pl.col("condition") == base).group_by("run_id").last()
+    recall, ap = last["last_recall"].drop_nulls().mean(), last["last_average_precision"].drop_nulls().mean()
+    text = f"No reduction factor against `{base}`: {problem}."
+    if metric.endswith("kappa") and recall is not None and recall <= 0.02:
+        ranks = f" although it ranks them (average precision {ap:.2f})" if ap is not None else ""
+        return (text + f" Its model predicts almost no positives (recall {recall:.2f}){ranks}: a fixed 0.5 "
+                "decision threshold on a rare class. Try `model=logreg_tuned` (a threshold tuned for kappa on the "
+                "run's own labels), `model.class_weight=balanced`, or an absolute `--target`.")
+    return text + " Try a model that learns on this data, more labels for the baseline, or an absolute `--target`."
+
+
+def fit_row(runs: pl.DataFrame, base: str, s: Settings) -> dict:
+    """The plateau a target is taken from, beside a power-law fit's asymptote (is the baseline still rising?)."""
+    labels, values, _ = matrix(runs, base)
+    mean = values.mean(axis=0)
+    fit = stats.power_law_fit(labels, mean) or {}
+    return {"baseline": base, "plateau": stats.plateau(mean, s.points), "plateau_points": s.points,
+            "fit_asymptote": fit.get("a", math.nan), "fit_exponent": fit.get("c", math.nan),
+            "fit_r2": fit.get("r2", math.nan), "plateau_share": fit.get("plateau_share", math.nan)}
+
+
+# --- words --------------------------------------------------------------------------------------------------
+
+def fmt_labels(value: float, status: int, last: float | None = None) -> str:
+    """A labels-to-target value as text: '310', '<= 100' (already there at the first point), '> 450' (never)."""
+    if status == stats.RIGHT:
+        return f"> {last:,.0f}" if last is not None else "never"
+    return f"<= {value:,.0f}" if status == stats.LEFT else f"{value:,.0f}"
+
+
+def interval(mean: float, low: float, high: float, digits: int = 3, seeds: int | None = None) -> str:
+    if math.isnan(mean):
+        return "–"
+    if math.isnan(low):
+        return f"{mean:.{digits}f}" + (f" (interval n/a: {seeds} seeds)" if seeds is not None else "")
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def labels_range(low: float, high: float) -> str:
+    def one(v):
+        return "∞" if math.isinf(v) else f"{v:,.0f}"
+    return "" if math.isnan(low) else f" [{one(low)}, {one(high)}]"
+
+
+def fmt_factor(v: float, digits: int = 2) -> str:
+    return "∞" if math.isinf(v) else ("0" if v == 0 else f"{v:.{digits}f}")
+
+
+def reduction_text(r: dict, digits: int = 2) -> str:
+    """A reduction row as text: '14.80 [9.10, 23.00]', '< 3.20 [0, 4.10]', '2.10 (interval n/a: 2 seeds)',
+    'n/a' (both sides censored) or 'undefined' (no target)."""
+    if r["problem"]:
+        return "undefined"
+    if r["bound"] == "n/a":
+        return "n/a"
+    point = f"{r['bound']} {r['reduction']:.{digits}f}".strip()
+    if math.isnan(r["reduction_low"]):
+        return f"{point} (interval n/a: {r['seeds']} seeds)"
+    return f"{point} [{fmt_factor(r['reduction_low'], digits)}, {fmt_factor(r['reduction_high'], digits)}]"
+
+
+def verdict_line(r: dict, s: Settings) -> str:
+    """One sentence per comparison: whether and where the condition reaches the target, and the reduction."""
+    cond, base, m = f"**{r['condition']}**", f"`{r['baseline']}`", s.metric
+    if r["problem"]:
+        return f"- {cond} vs {base}: no reduction factor, the target is undefined ({r['problem']})."
+    rule = (f"{m} {r['target']:.3f}" + (f", {s.fraction:.0%} of {base}'s plateau" if s.target is None else ""))
+    seeds = f"{r['seeds_reached']} of {r['seeds']} seeds reach it on their own"
+    need = fmt_labels(r["labels"], r["status"], r["max_labels"])
+    base_need = fmt_labels(r["baseline_labels"], r["baseline_status"], r["baseline_max_labels"])
+    if r["bound"] == "n/a":
+        return (f"- {cond} vs {base}: neither reaches the target ({rule}) within their labels "
+                f"({need} and {base_need}); no reduction factor.")
+    if r["status"] == stats.RIGHT:
+        return (f"- {cond} does not reach the target ({rule}) within its {r['max_labels']:,.0f} labels, which "
+                f"{base} needs {base_need} for: a reduction of {reduction_text(r)} at most ({seeds}).")
+    outcome = "fewer" if r["reduction"] > 1 else "more"
+    return (f"- {cond} reaches the target ({rule}) with {need} labels against {base_need} for {base}: "
+            f"{'a reduction' if outcome == 'fewer' else 'it needs more labels, a factor'} of {reduction_text(r)} "
+            f"({seeds}).")
+
+
+def markdown(report: Report, title: str, figure_names: list[str]) -> str:
+    """report.md: the verdict first, then the tables and the figures."""
+    s, lv = report.settings, f"{report.settings.level:.0%}"
+    rule = (f"the absolute target {s.metric} {s.target:g}" if s.target is not None else
+            f"{s.fraction:.0%} of the baseline's plateau (the mean of its mean curve over its last {s.points} label "
+            "counts)")
+    lines = [f"# {title}", "", f"Metric: **{s.metric}** (mean over seeds; in brackets a {lv} bootstrap interval "
+             f"over seeds, none with fewer than {stats.MIN_SEEDS} seeds). Target: {rule}.", ""]
+    if report.verdict:
+        lines += ["## Verdict", "", *report.verdict, ""]
+    if report.notes:
+        lines += ["## Warnings", "", *[f"- {n}" for n in report.notes], ""]
+    lines += ["## Conditions", "", f"Final {s.metric} at the condition's last label count; AULC: the area under the "
+              "curve divided by its label range (its mean height), on linear and log labels; labels to target: "
+              "where the mean curve first reaches the target, interpolated in log labels (`> N`: never within N "
+              "labels; `<= N`: already at the first point), with how many seeds reach it on their own.", "",
+              f"| condition | seeds | labels | final {s.metric} | AULC | AULC (log) | target | labels to target | "
+              "seeds reaching |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in report.conditions.iter_rows(named=True):
+        n = r["seeds"]
+        has = r.get("labels_to_target") is not None
+        target_text = "–" if math.isnan(r["target"]) else f"{r['target']:.3f}"
+        reaching = f"{r['seeds_reaching_target']}/{n}" if has else "–"
+        ltt = (fmt_labels(r["labels_to_target"], r["labels_to_target_status"], r["max_labels"])
+               + labels_range(r["labels_to_target_low"], r["labels_to_target_high"])) if has else "–"
+        lines.append(f"| {r['condition']} | {n} | {r['max_labels']} | "
+                     f"{interval(r['final'], r['final_low'], r['final_high'], seeds=n)} | "
+                     f"{interval(r['aulc'], r['aulc_low'], r['aulc_high'])} | "
+                     f"{interval(r['aulc_log'], r['aulc_log_low'], r['aulc_log_high'])} | "
+                     f"{target_text} | {ltt} | {reaching} |")
+    if report.reductions.height:
+        lines += ["", "## Reduction factors", "", "The primary estimate: labels the baseline needs to reach the "
+                  "target divided by labels the condition needs, both read off the mean curves; its interval is a "
+                  "paired bootstrap over seeds that recomputes the target. `<` / `>`: one side never reaches the "
+                  "target, so the factor is a bound; an interval end of 0 or ∞: in that share of resamples the "
+                  "condition or the baseline never reaches it. The per-seed median (ratios of each seed's own "
+                  "labels-to-target, censored seeds included) is a diagnostic, not the estimate.", "",
+                  "| condition | baseline | target | baseline labels | condition labels | reduction (primary) | "
+                  "seeds reaching (condition / baseline) | per-seed median (diagnostic) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in report.reductions.iter_rows(named=True):
+            target = "undefined" if r["problem"] else f"{r['target']:.3f}"
+            med = "–" if math.isnan(r["per_seed_median"]) else fmt_factor(r["per_seed_median"])
+            lines.append(f"| {r['condition']} | {r['baseline']} | {target} | "
+                         f"{fmt_labels(r['baseline_labels'], r['baseline_status'], r['baseline_max_labels'])} | "
+                         f"{fmt_labels(r['labels'], r['status'], r['max_labels'])} | {reduction_text(r)} | "
+                         f"{r['seeds_reached']} / {r['baseline_seeds_reached']} of {r['seeds']} | {med} |")
+    if report.fits.height:
+        lines += ["", "### Baselines' plateaus", "", f"The plateau (mean over the last {s.points} label counts) "
+                  "beside the asymptote a of a least-squares fit of a - b n^-c to the mean curve: a plateau well "
+                  "below the asymptote means the baseline was still rising when its labels ran out.", "",
+                  "| baseline | plateau | fitted asymptote | fit R² | plateau / asymptote |", "|---|---|---|---|---|"]
+        for r in report.fits.iter_rows(named=True):
+            fit = "no fit" if math.isnan(r["fit_asymptote"]) else f"{r['fit_asymptote']:.3f}"
+            lines.append(f"| {r['baseline']} | {r['plateau']:.3f} | {fit} | {r['fit_r2']:.3f} | "
+                         f"{r['plateau_share']:.1%} |".replace("nan%", "–").replace("| nan |", "| – |"))
+    if report.comparisons.height:
+        lines += ["", "## Paired comparisons", "", "Per-seed differences condition − baseline on runs with the same "
+                  "seed (same split, initial set and oracle answers): the mean with its bootstrap interval, wins and "
+                  "losses, Wilcoxon's signed-rank p-value, and the same p-value Holm-adjusted over every comparison "
+                  "in this report. AULC is compared on the label range both conditions cover.", "",
+                  "| condition | baseline | measure | seeds | wins / losses | mean difference | Wilcoxon p | "
+                  "Holm p |", "|---|---|---|---|---|---|---|---|"]
+        for r in report.comparisons.iter_rows(named=True):
+            diff = interval(r["mean_diff"], r["diff_low"], r["diff_high"], seeds=r["seeds"])
+            lines.append(f"| {r['condition']} | {r['baseline']} | {r['measure']} | {r['seeds']} | "
+                         f"{r['wins']} / {r['losses']} | {diff} | {r['wilcoxon_p']:.3g} | {r['holm_p']:.3g} |")
+    lines += ["", "## Figures", ""] + [f"![{name[:-4].replace('_', ' ')}]({name})\n" for name in figure_names]
+    return "\n".join(lines) + "\n"
