@@ -179,6 +179,7 @@ def test_curves_condition_table_and_reduction_on_known_histories(store):
     assert rows["acquisition=entropy"]["target"] == pytest.approx(target)
     assert rows["acquisition=random"]["seeds_reaching_target"] == 3
     assert "**acquisition=entropy** reaches the target" in report.verdict[0] and "<= 10 labels" in report.verdict[0]
+    assert "fewer labels, reduction >= " in report.verdict[0]
 
 
 def test_paired_comparisons_are_holm_adjusted(store):
@@ -254,3 +255,17 @@ def test_two_seeds_give_no_interval_anywhere(tmp_path):
 
     text = markdown(report, "t", [])
     assert "interval n/a: 2 seeds" in text and "[" not in text.split("## Conditions")[1].split("## Reduction")[0]
+
+
+def test_figures_draw_identical_curves_once_and_cost_only_when_it_differs_from_labels(tmp_path):
+    from alexp.report.figures import figures, merge_identical
+
+    rows = [(c, n, 3, k, k - 0.1, k + 0.1, float(n)) for c, ks in (("entropy", [0.2, 0.5]), ("margin", [0.2, 0.5]),
+                                                                 ("random", [0.1, 0.3])) for n, k in zip((10, 20), ks)]
+    curves = pl.DataFrame(rows, schema=["condition", "n_labels", "seeds", "mean", "low", "high", "cost_mean"],
+                          orient="row")
+    assert [label for label, _ in merge_identical(curves, "n_labels")] == [
+        "entropy = margin (identical curves)", "random"]
+    assert [p.name for p in figures(curves, tmp_path, "t")] == ["kappa_vs_labels.png"]  # cost = labels
+    paid = curves.with_columns(pl.col("cost_mean") * 3)
+    assert [p.name for p in figures(paid, tmp_path, "t")] == ["kappa_vs_labels.png", "kappa_vs_cost.png"]

@@ -87,8 +87,8 @@ def draw(ax, lines: list[tuple[str, pl.DataFrame]], x: str, limit: float | None,
         ax.plot(xs, part["mean"].to_numpy(), linestyle=style, color=color, marker=MARKERS[i % len(MARKERS)],
                 markersize=3, linewidth=1.4, label=label)
         low, high = part["low"].to_numpy(), part["high"].to_numpy()
-        if not np.all(np.isnan(low)):
-            ax.fill_between(xs, low, high, color=color, alpha=0.12, linewidth=0)
+        if not np.all(np.isnan(low)):  # fainter bands when many overlap
+            ax.fill_between(xs, low, high, color=color, alpha=0.12 if len(lines) <= 6 else 0.05, linewidth=0)
     for (name, target), dash in zip(targets.items(), itertools.cycle(((4, 2), (1, 1), (6, 2, 1, 2)))):
         if target == target:  # not NaN
             ax.axhline(target, color="0.4", dashes=dash, linewidth=1, label=f"target {target:.3f} ({name})")

@@ -80,7 +80,7 @@ def summarize(runs: pl.DataFrame, pairs: list[tuple[str, str]], settings: Settin
     rows = [condition_row(runs, c, targets.get(c, s.target), s) for c in conditions]
     fits = [fit_row(runs, b, s) for b in dict.fromkeys(b for _, b in pairs)]
     report = Report(s, table, pl.DataFrame(rows), pl.DataFrame(reductions), comparisons_df, pl.DataFrame(fits))
-    report.verdict = [verdict_line(r, s) for r in reductions]
+    report.verdict = [verdict_line(r, s) for r in merge_identical_rows(reductions, runs)]
     report.notes = list(dict.fromkeys([*notes, *(r["cause"] for r in reductions if r["cause"])]))
     return report
 
@@ -192,9 +192,26 @@ def reduction_text(r: dict, digits: int = 2) -> str:
     return f"{point} [{fmt_factor(r['reduction_low'], digits)}, {fmt_factor(r['reduction_high'], digits)}]"
 
 
+def merge_identical_rows(rows: list[dict], runs: pl.DataFrame) -> list[dict]:
+    """Comparisons of conditions whose runs are identical seed by seed (entropy, margin and least confidence on a
+    binary task) merged into one row named 'a, b and c (identical runs)', so the verdict says it once."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        labels, values, seeds = matrix(runs, r["condition"])
+        groups.setdefault((r["baseline"], tuple(labels), tuple(seeds), values.tobytes()), []).append(r)
+    merged = []
+    for members in groups.values():
+        names = [m["condition"] for m in members]
+        name = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]} (identical runs)"
+        merged.append({**members[0], "condition": name})
+    return merged
+
+
 def verdict_line(r: dict, s: Settings) -> str:
     """One sentence per comparison: whether and where the condition reaches the target, and the reduction."""
     cond, base, m = f"**{r['condition']}**", f"`{r['baseline']}`", s.metric
+    several = "(identical runs)" in r["condition"]
+    reaches, does, its = ("reach", "do", "their") if several else ("reaches", "does", "its")
     if r["problem"]:
         return f"- {cond} vs {base}: no reduction factor, the target is undefined ({r['problem']})."
     rule = (f"{m} {r['target']:.3f}" + (f", {s.fraction:.0%} of {base}'s plateau" if s.target is None else ""))
@@ -202,15 +219,14 @@ def verdict_line(r: dict, s: Settings) -> str:
     need = fmt_labels(r["labels"], r["status"], r["max_labels"])
     base_need = fmt_labels(r["baseline_labels"], r["baseline_status"], r["baseline_max_labels"])
     if r["bound"] == "n/a":
-        return (f"- {cond} vs {base}: neither reaches the target ({rule}) within their labels "
+        return (f"- {cond} vs {base}: neither reaches the target ({rule}) within the labels run "
                 f"({need} and {base_need}); no reduction factor.")
     if r["status"] == stats.RIGHT:
-        return (f"- {cond} does not reach the target ({rule}) within its {r['max_labels']:,.0f} labels, which "
-                f"{base} needs {base_need} for: a reduction of {reduction_text(r)} at most ({seeds}).")
-    outcome = "fewer" if r["reduction"] > 1 else "more"
-    return (f"- {cond} reaches the target ({rule}) with {need} labels against {base_need} for {base}: "
-            f"{'a reduction' if outcome == 'fewer' else 'it needs more labels, a factor'} of {reduction_text(r)} "
-            f"({seeds}).")
+        return (f"- {cond} {does} not reach the target ({rule}) within {its} {r['max_labels']:,.0f} labels; "
+                f"{base} needs {base_need}: reduction {reduction_text(r)}, a bound ({seeds}).")
+    verdict = "fewer labels" if r["reduction"] > 1 else "no fewer labels"
+    return (f"- {cond} {reaches} the target ({rule}) with {need} labels against {base_need} for {base}: "
+            f"{verdict}, reduction {reduction_text(r)} ({seeds}).")
 
 
 def markdown(report: Report, title: str, figure_names: list[str]) -> str:
