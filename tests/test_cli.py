@@ -136,7 +136,7 @@ def data_dir():
 
 @pytest.mark.slow
 def test_davidson_hate_with_tfidf_runs_end_to_end(tmp_path, data_dir):
-    out = alexp("data=davidson_hate", "features=tfidf", "model.class_weight=balanced", "budget=small",
+    out = alexp("data=davidson_hate", "features=tfidf", "model=logreg", "model.class_weight=balanced", "budget=small",
                 "progress=false", cwd=tmp_path).stdout
     client, _, (run,) = runs(tmp_path)
     history = client.get_metric_history(run.info.run_id, "kappa")
@@ -157,6 +157,27 @@ def test_clickbait_with_minilm_runs_end_to_end_and_caches_embeddings(tmp_path, d
     final = [client.get_metric_history(r.info.run_id, "kappa")[-1] for r in found]
     assert all(m.step == 60 for m in final)
     assert max(m.value for m in final) > 0.3  # MiniLM separates clickbait even from 60 labels
+
+
+@pytest.mark.slow
+def test_the_report_names_a_collapsed_baseline_and_the_default_model_gives_it_a_curve(tmp_path, data_dir):
+    """Clickbait at 5% positives with tf-idf: logistic regression at a fixed 0.5 threshold never predicts a
+    positive from random labels (kappa 0 throughout), so there is no target to reach; the default model does."""
+    sweep = ["-m", "data=clickbait", "data.positive_rate=0.05", "features=tfidf", "acquisition=random,margin",
+             "seed=0,1,2", "budget.rounds=5", "progress=false"]
+    alexp(*sweep, "model=logreg", "tracking.experiment_name=fixed", cwd=tmp_path)
+    alexp(*sweep, "tracking.experiment_name=default", cwd=tmp_path)
+    report = {e: alexp("report", "--experiment", e, "--no-log", "--out", str(tmp_path / e), cwd=tmp_path).stdout
+              for e in ("fixed", "default")}
+    assert "No reduction factor against `acquisition=random`" in report["fixed"]
+    assert "fixed 0.5 decision threshold on a rare class" in report["fixed"] and "1.00 [" not in report["fixed"]
+    fixed = pl.read_parquet(tmp_path / "fixed" / "reductions.parquet").row(0, named=True)
+    assert fixed["problem"] is not None and fixed["bound"] == "n/a"
+    summary = pl.read_parquet(tmp_path / "default" / "summary.parquet")
+    random_final = summary.filter(pl.col("condition") == "acquisition=random")["final"][0]
+    assert random_final > 0.2, report["default"]  # a real baseline curve
+    default = pl.read_parquet(tmp_path / "default" / "reductions.parquet").row(0, named=True)
+    assert default["problem"] is None and default["bound"] != "n/a", report["default"]
 
 
 @pytest.mark.slow
