@@ -23,6 +23,8 @@ import polars as pl
 from omegaconf import OmegaConf
 
 from alexp import report, tracking
+from alexp.report import stats, tables
+from alexp.report.figures import figures
 
 HERE = Path(__file__).resolve().parent
 KEYS = ["arm", "acquisition", "oracle.kappa"]  # what names a condition of the study
@@ -87,12 +89,16 @@ def done(uri: str, experiment: str, arm: str) -> bool:
 
 # --- RESULTS.md ----------------------------------------------------------------------------------------------
 
+SEED_BASELINE, SEED_ARM = "arm=random-crowd_59", "arm=curated-expert"  # the seed's own comparison
+
+
 def load(uri: str, experiment: str) -> pl.DataFrame:
-    """The runs of one experiment, one row per (run, step), with arm, kappa, AP and curated kappa."""
+    """The runs of one experiment, one row per (run, step): condition, seed, kappa as `value`, AP and curated
+    kappa."""
     runs = report.load_runs(uri, [experiment], keys=KEYS)
     metrics = [m for m in ("average_precision", "curated_kappa") if _has(uri, experiment, m)]
     extra = [report.load_runs(uri, [experiment], metric=m, keys=KEYS)
-             .select("run_id", "n_labels", pl.col("kappa").alias(m)) for m in metrics]
+             .select("run_id", "n_labels", pl.col("value").alias(m)) for m in metrics]
     for frame in extra:
         runs = runs.join(frame, on=["run_id", "n_labels"], how="left")
     return runs
@@ -106,14 +112,15 @@ def _has(uri: str, experiment: str, metric: str) -> bool:
 
 
 def final_rows(runs: pl.DataFrame) -> list[dict]:
-    """Each condition at its budget: kappa, AP and curated kappa with 95% t-intervals over seeds."""
+    """Each condition at its budget: kappa, AP and curated kappa with 95% bootstrap intervals over seeds."""
     last = runs.sort("n_labels").group_by("run_id", maintain_order=True).last()
     rows = []
     for (condition,), part in last.group_by("condition", maintain_order=True):
         row = {"condition": condition, "seeds": part.height, "labels": int(part["n_labels"].max())}
-        for col in ("kappa", "average_precision", "curated_kappa"):
+        for col, name in (("value", "kappa"), ("average_precision", "average_precision"),
+                          ("curated_kappa", "curated_kappa")):
             if col in part.columns and part[col].drop_nulls().len():
-                row[col] = report.t_interval(part[col].drop_nulls().drop_nans().to_numpy())
+                row[name] = stats.mean_interval(part[col].drop_nulls().drop_nans().to_numpy())
         rows.append(row)
     return rows
 
@@ -121,41 +128,49 @@ def final_rows(runs: pl.DataFrame) -> list[dict]:
 def ci(t) -> str:
     if t is None:
         return "–"
-    m, lo, hi = t
-    return f"{m:.3f}" if math.isnan(lo) else f"{m:.3f} [{lo:.3f}, {hi:.3f}]"
+    return tables.interval(*t)
 
 
 def section(uri: str, experiment: str, out: Path) -> tuple[list[str], dict]:
     """The RESULTS.md section of one dataset and feature set, and its headline numbers."""
     runs = load(uri, experiment)
-    tables = report.summarize(runs, None, None)
-    curves = tables["curves"]
-    figure = report.figures(curves, out, None)
-    for f in figure:
-        f.rename(out / f"{experiment}-{f.name}")
+    conditions = runs["condition"].unique(maintain_order=True).to_list()
+    baselines = [c for c in conditions if "arm=random-" in c]
+    pairs = [(c, b) for b in baselines for c in conditions if c not in baselines]
+    rep = report.summarize(runs, pairs)
+    targets = {b.split()[0].removeprefix("arm="): t for b, t in zip(rep.reductions["baseline"],
+                                                                       rep.reductions["target"])}
+    drawn = figures(rep.curves, out, experiment, "kappa", targets, set(baselines), prefix=f"{experiment}-")
     lines = [f"### {experiment}", "", "| condition | seeds | labels | kappa (gold) | AP (gold) | curated kappa |",
              "|---|---|---|---|---|---|"]
-    for r in final_rows(runs):
+    finals = final_rows(runs)
+    for r in finals:
         lines.append(f"| {r['condition']} | {r['seeds']} | {r['labels']} | {ci(r.get('kappa'))} | "
                      f"{ci(r.get('average_precision'))} | {ci(r.get('curated_kappa'))} |")
-    baselines = [c for c in curves["condition"].unique(maintain_order=True) if "arm=random-" in c]
-    curated = [c for c in curves["condition"].unique(maintain_order=True) if "arm=random-" not in c]
-    headline = {}
-    lines += ["", "| baseline | its best kappa | at labels | condition | labels to match | reduction factor | "
-              "per seed [95% CI] (pairs / censored) |", "|---|---|---|---|---|---|---|"]
-    for b in baselines:
-        x, k = report.mean_curve(curves, b)
-        best, at = float(k.max()), int(x[k.argmax()])
-        for c in curated:
-            r = report.reduction((x, k), report.mean_curve(curves, c), best, report.per_seed(runs, b),
-                                 report.per_seed(runs, c))
-            need = report.labels_to_target(*report.mean_curve(curves, c), best)
-            per_seed = "–" if not r.pairs else f"{r.per_seed_mean:.1f} [{r.per_seed_low:.1f}, {r.per_seed_high:.1f}]"
-            lines.append(f"| {b} | {best:.3f} | {at} | {c} | {report.fmt_censored(*need)} | {r.text()} | "
-                         f"{per_seed} ({r.pairs} / {r.censored}) |")
-            headline[(b, c)] = (best, at, need, r)
-    lines += ["", *[f"![{f.name}]({experiment}-{f.name})" for f in figure], ""]
-    headline["finals"] = final_rows(runs)
+    lines += ["", "Reduction factors (primary estimate on the mean curves, paired bootstrap interval): the target is "
+              "95% of each baseline's plateau (its mean kappa over its last 3 label counts).", "",
+              "| baseline | target | baseline labels | condition | labels | reduction factor | seeds reaching |",
+              "|---|---|---|---|---|---|---|"]
+    for r in rep.reductions.iter_rows(named=True):
+        target = "undefined" if r["problem"] else f"{r['target']:.3f}"
+        lines.append(f"| {r['baseline']} | {target} | "
+                     f"{tables.fmt_labels(r['baseline_labels'], r['baseline_status'], r['baseline_max_labels'])} | "
+                     f"{r['condition']} | {tables.fmt_labels(r['labels'], r['status'], r['max_labels'])} | "
+                     f"{tables.reduction_text(r)} | {r['seeds_reached']}/{r['seeds']} |")
+    seed_rows = rep.comparisons.filter(pl.col("baseline").str.contains(SEED_BASELINE)
+                                       & pl.col("measure").str.starts_with("final"))
+    lines += ["", f"Paired final-kappa differences against `{SEED_BASELINE}` at its budget (per seed; Wilcoxon p "
+              f"Holm-adjusted over all {rep.comparisons.height} paired comparisons of this dataset):", "",
+              "| condition | seeds | wins / losses | mean difference | Wilcoxon p | Holm p |",
+              "|---|---|---|---|---|---|"]
+    for r in seed_rows.iter_rows(named=True):
+        lines.append(f"| {r['condition']} | {r['seeds']} | {r['wins']} / {r['losses']} | "
+                     f"{tables.interval(r['mean_diff'], r['diff_low'], r['diff_high'])} | {r['wilcoxon_p']:.3g} | "
+                     f"{r['holm_p']:.3g} |")
+    lines += ["", *[f"![{f.name}]({f.name})" for f in drawn], ""]
+    headline = {"finals": finals, "reductions": {(r["baseline"], r["condition"]): r
+                                                 for r in rep.reductions.iter_rows(named=True)},
+                "plateau": {r["baseline"]: r for r in rep.fits.iter_rows(named=True)}}
     return lines, headline
 
 
@@ -204,54 +219,60 @@ def quality_statements(study, finals_by_experiment: dict[str, list[dict]]) -> li
 
 
 def capacity_rows(headlines: dict[str, dict]) -> list[tuple]:
-    """Per experiment (dataset x features): the crowd baseline's best kappa, the best expert curated arm, its
-    final kappa interval and its reduction factor."""
+    """Per experiment (dataset x features): the crowd baseline's plateau, the best expert curated arm, its final
+    kappa interval and its reduction against the crowd."""
     rows = []
     for experiment, headline in headlines.items():
         finals = {r["condition"]: r for r in headline["finals"]}
-        pairs = [(key, value) for key, value in headline.items() if key != "finals" and "random-crowd_59" in key[0]
-                 and "curated-expert" in key[1]]
+        pairs = [(key, r) for key, r in headline["reductions"].items() if SEED_BASELINE in key[0]
+                 and SEED_ARM in key[1]]
         if pairs:
-            (b, c), (best, _, _, r) = max(pairs, key=lambda kv: finals[kv[0][1]]["kappa"][0])
-            rows.append((experiment, best, c, finals[c]["kappa"], r))
+            (b, c), r = max(pairs, key=lambda kv: finals[kv[0][1]]["kappa"][0])
+            rows.append((experiment, headline["plateau"][b]["plateau"], c, finals[c]["kappa"], r))
     return rows
 
 
 def capacity_lines(headlines: dict[str, dict]) -> list[str]:
     rows = capacity_rows(headlines)
-    lines = ["| experiment | crowd baseline's best kappa | best curated arm | its kappa at budget | reduction factor |",
+    lines = ["| experiment | crowd baseline's plateau | best curated arm | its kappa at budget | reduction factor |",
              "|---|---|---|---|---|"]
-    lines += [f"| {e} | {best:.3f} | {c} | {ci(k)} | {r.text()} |" for e, best, c, k, r in rows]
+    lines += [f"| {e} | {plateau:.3f} | {c} | {ci(k)} | {tables.reduction_text(r)} |" for e, plateau, c, k, r in rows]
     by_dataset: dict[str, list[tuple]] = {}
     for row in rows:
         by_dataset.setdefault(row[0].rsplit("-", 1)[0], []).append(row)
     statements = [f"- **{dataset}:** {' instead of '.join(e.rsplit('-', 1)[1] for e, *_ in reversed(rs))} moves the "
-                  f"crowd baseline's best from {rs[0][1]:.3f} to {rs[-1][1]:.3f} and the best expert arm's kappa "
-                  f"from {rs[0][3][0]:.3f} to {rs[-1][3][0]:.3f} (reduction factor {rs[0][4].text()} to "
-                  f"{rs[-1][4].text()})." for dataset, rs in by_dataset.items() if len(rs) > 1]
+                  f"crowd baseline's plateau from {rs[0][1]:.3f} to {rs[-1][1]:.3f} and the best expert arm's kappa "
+                  f"from {rs[0][3][0]:.3f} to {rs[-1][3][0]:.3f} (reduction factor {tables.reduction_text(rs[0][4])} "
+                  f"to {tables.reduction_text(rs[-1][4])})." for dataset, rs in by_dataset.items() if len(rs) > 1]
     return [*lines, *([""] + statements if statements else [])]
 
 
 def verdict(experiment: str, headline: dict, method: str) -> str:
     """A plain sentence on the seed's comparison: its method with expert labels (kappa .8) against random crowd
-    labels (kappa .59), on kappa and on the threshold-free average precision."""
+    labels (kappa .59), by the reduction factor at 95% of the crowd's plateau and by threshold-free AP."""
     finals = {r["condition"]: r for r in headline["finals"]}
-    pairs = [(b, c) for b, c in (k for k in headline if k != "finals")
-             if "random-crowd_59" in b and "curated-expert" in c and f"acquisition={method}" in c]
+    pairs = [key for key in headline["reductions"] if SEED_BASELINE in key[0] and SEED_ARM in key[1]
+             and f"acquisition={method}" in key[1]]
     if not pairs:
         return f"- **{experiment}:** the seed's arms are not both in this run."
     b, c = pairs[0]
-    best, at, need, r = headline[(b, c)]
+    r = headline["reductions"][(b, c)]
+    plateau = headline["plateau"][b]
+    if r["problem"]:
+        return f"- **{experiment}:** no reduction factor: {r['problem']}."
+    base_need = tables.fmt_labels(r["baseline_labels"], r["baseline_status"], r["baseline_max_labels"])
+    if r["status"] == stats.RIGHT:
+        reach = (f"does not reach it within {r['max_labels']:,.0f} labels ({r['seeds_reached']} of {r['seeds']} "
+                 f"seeds do): reduction {tables.reduction_text(r)}")
+    else:
+        reach = (f"reaches it with {tables.fmt_labels(r['labels'], r['status'])} labels: reduction "
+                 f"{tables.reduction_text(r)} ({r['seeds_reached']} of {r['seeds']} seeds reach it)")
     ap_b, ap_c = finals[b].get("average_precision"), finals[c].get("average_precision")
-    reach = (f"reaches it with {need[0]:g} labels (reduction {r.text()})" if not need[1]
-             else f"does not reach it within {need[0]:g} labels")
-    threshold = not need[1] and ap_b and ap_c and ap_b[0] > ap_c[0]
-    caveat = (": the baseline ranks better, so the curated arm's kappa advantage comes from its decision "
-              "threshold rather than better ranking") if threshold else ""
-    return (f"- **{experiment}:** random crowd labels peak at kappa {best:.3f} ({at} labels); {method} with expert "
-            f"labels {reach}, ending at kappa {ci(finals[c]['kappa'])}. Threshold-free, AP is {ci(ap_b)} for the "
-            f"baseline at {finals[b]['labels']} labels against {ci(ap_c)} for the curated arm at "
-            f"{finals[c]['labels']}{caveat}.")
+    return (f"- **{experiment}:** random crowd labels level off at kappa {plateau['plateau']:.3f} (mean of their last "
+            f"3 label counts, up to {r['baseline_max_labels']:,.0f}); the target, 95% of it ({r['target']:.3f}), "
+            f"takes them {base_need} labels. {method} with expert labels {reach}, ending at kappa "
+            f"{ci(finals[c]['kappa'])}. Threshold-free, AP is {ci(ap_b)} for the baseline at {finals[b]['labels']:,} "
+            f"labels against {ci(ap_c)} for the curated arm at {finals[c]['labels']}.")
 
 
 def write_results(study, uri: str, experiments: list[str], command: str, wall: float, out: Path) -> Path:
@@ -264,7 +285,8 @@ def write_results(study, uri: str, experiments: list[str], command: str, wall: f
         verdicts.append(verdict(experiment, headline, study.quality.acquisition))
     text = ["# The claim study: results", "",
             "Regenerated by the command below from the MLflow runs; every number is a mean over seeds with a 95% "
-            "Student-t interval. Arms of one dataset share the split, features, model (logistic regression with "
+            "bootstrap interval over seeds (alexp report's statistics). "
+            "Arms of one dataset share the split, features, model (logistic regression with "
             "its decision threshold tuned for kappa on out-of-fold predictions of the arm's own labels) and gold "
             "test set; they differ only in selection, label source and budget. "
             "`curated kappa` is agreement with the expert labels held out of training (20%), as the seed scored.",
@@ -276,7 +298,7 @@ def write_results(study, uri: str, experiments: list[str], command: str, wall: f
             *quality_lines(study, {e: h["finals"] for e, h in headlines.items()}), "",
             *quality_statements(study, {e: h["finals"] for e, h in headlines.items()}), "",
             "## Model capacity", "", "The same arms with weaker and stronger features (tf-idf vs MiniLM embeddings, "
-            "both with logistic regression): the crowd (kappa .59) baseline's best and the best expert "
+            "both with logistic regression): the crowd (kappa .59) baseline's plateau and the best expert "
             "(kappa .8) curated arm.", "", *capacity_lines(headlines), "",
             "## Results by dataset and features", "", *body]
     path = out / "RESULTS.md"
