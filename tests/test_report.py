@@ -269,3 +269,12 @@ def test_figures_draw_identical_curves_once_and_cost_only_when_it_differs_from_l
     assert [p.name for p in figures(curves, tmp_path, "t")] == ["kappa_vs_labels.png"]  # cost = labels
     paid = curves.with_columns(pl.col("cost_mean") * 3)
     assert [p.name for p in figures(paid, tmp_path, "t")] == ["kappa_vs_labels.png", "kappa_vs_cost.png"]
+
+
+def test_an_absolute_target_the_baseline_never_reaches_gives_a_lower_bound():
+    labels = np.array([100, 200, 400], dtype=float)
+    base = np.array([[0.1, 0.2, 0.3]] * 3) + np.array([[0.0], [0.01], [0.02]])
+    cond = np.array([[0.1, 0.5, 0.6]] * 3) + np.array([[0.0], [0.01], [0.02]])
+    r = stats.reduction(labels, base, labels, cond, target=0.4)
+    assert r.bound == ">" and r.base_status == stats.RIGHT and r.factor == pytest.approx(400 / r.labels)
+    assert r.high == math.inf and r.low == pytest.approx(r.factor, rel=0.1) and r.base_seeds_reached == 0

@@ -54,8 +54,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--baseline", default="acquisition=random",
                    help="settings that make a condition the baseline, e.g. 'acquisition=random oracle=crowd' "
                         "(default: acquisition=random); each condition is compared with its own baseline")
-    p.add_argument("--metric", default="kappa", help="the logged metric to summarise: kappa (default), "
-                   "average_precision, f1, curated_kappa, ... (any metric the runs logged per round)")
+    p.add_argument("--metric", default="kappa", help="the logged metric to summarise, higher meaning better: kappa "
+                   "(default), average_precision, f1, curated_kappa, ... (any metric the runs logged per round)")
     p.add_argument("--target", type=float, help="an absolute target value of the metric (default: --target-fraction "
                    "of each baseline's plateau)")
     p.add_argument("--target-fraction", type=float, default=stats.FRACTION,
