@@ -5,7 +5,7 @@ polars stays inside this module: everything it returns is numpy.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,6 +98,7 @@ class File:
     classes: Sequence = (0, 1)
     descriptions: Sequence[str] | None = None  # each class in words, [negative, positive], for zero-shot scouts
     context_columns: Sequence[str] = ()
+    select: Mapping[str, Sequence] | None = None  # keep rows whose column values are listed, e.g. {review: [a, b]}
     test_size: float = 0.2
     positive_rate: float | None = None
     max_rows: int | None = None
@@ -172,9 +173,17 @@ class File:
                   *self.context_columns]
         wanted = list(dict.fromkeys(c for c in wanted if c is not None))
         available = lazy.collect_schema().names()
-        missing = [c for c in wanted if c not in available]
+        missing = [c for c in [*wanted, *(self.select or {})] if c not in available]
         if missing:
             raise AlexpError(f"column {missing[0]!r} not in {path.name}; available columns: {available}")
+        for column, values in (self.select or {}).items():
+            values = [values] if isinstance(values, str | int | float) else list(values)
+            kept = lazy.filter(pl.col(column).is_in(values))
+            if kept.select(pl.len()).collect().item() == 0:
+                have = lazy.select(pl.col(column).unique().sort().head(20)).collect()[column].to_list()
+                raise AlexpError(f"data.select: no row of {path.name} has {column} in {values}; "
+                                 f"values there include {have}")
+            lazy = kept
         return lazy.select(wanted)
 
     def _inputs(self, frame, pl) -> NDArray:

@@ -27,7 +27,8 @@ def runtime(group):
         return {}
     truth = np.array([0, 1] * 20)
     return {"truth": truth, "rng": np.random.default_rng(0),
-            "context": {"id": np.arange(40), "n_hate_speech": truth * 2, "annotator_count": np.full(40, 3)}}
+            "context": {"id": np.arange(40), "n_hate_speech": truth * 2, "annotator_count": np.full(40, 3),
+                        "label_abstract_screening": truth}}
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])

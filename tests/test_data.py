@@ -293,6 +293,32 @@ def test_clickbait_subsampled_to_five_percent_keeps_all_negatives():
     assert (table.y == 0).sum() == 16_001
 
 
+@pytest.mark.slow
+def test_the_cohen_reviews_carry_their_cheap_label_tier_and_select_one_review():
+    from omegaconf import OmegaConf
+
+    preset = OmegaConf.load(Path(__file__).parent.parent / "conf" / "data" / "cohen_reviews.yaml")
+    args = {k: preset[k] for k in ("label_column", "text_column", "id_column", "context_columns")}
+    table = File(path=data_file("cohen2006_drug_reviews.parquet"), **args).load()
+    assert len(table) == 15_242 and abs(table.y.mean() - 0.0499) < 0.0005
+    from sklearn.metrics import cohen_kappa_score
+
+    assert cohen_kappa_score(table.y, table.extra["label_abstract_screening"]) == pytest.approx(0.47, abs=0.01)
+    one = File(path=data_file("cohen2006_drug_reviews.parquet"), select={"review": ["ACEInhibitors"]}, **args).load()
+    assert len(one) == 2518 and set(one.extra["review"]) == {"ACEInhibitors"}
+    with pytest.raises(AlexpError, match=r"no row of cohen2006_drug_reviews.parquet has review in \['Statins'\]"):
+        File(path=data_file("cohen2006_drug_reviews.parquet"), select={"review": ["Statins"]}, **args).load()
+
+
+def test_select_keeps_the_rows_with_listed_values_and_names_a_missing_column(tmp_path):
+    path = tmp_path / "t.csv"
+    pl.DataFrame({"x": [1.0, 2, 3, 4], "label": [0, 1, 0, 1], "group": ["a", "b", "a", "c"]}).write_csv(path)
+    table = File(path=str(path), label_column="label", feature_columns=["x"], select={"group": ["a", "c"]}).load()
+    assert table.inputs[:, 0].tolist() == [1.0, 3.0, 4.0]
+    with pytest.raises(AlexpError, match="column 'grp' not in t.csv"):
+        File(path=str(path), label_column="label", feature_columns=["x"], select={"grp": ["a"]}).load()
+
+
 def test_a_positive_rate_that_leaves_no_positives_is_an_error():
     y = np.array([1] * 5 + [0] * 100)
     with pytest.raises(AlexpError, match="positive_rate=0.001 leaves no positives"):

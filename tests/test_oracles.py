@@ -6,7 +6,7 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 
 from alexp import AlexpError
-from alexp.oracles import (ClassConditional, Crowd, ExpertPanel, Noisy, Perfect, RaterVotes, TargetKappa,
+from alexp.oracles import (ClassConditional, Column, Crowd, ExpertPanel, Noisy, Perfect, RaterVotes, TargetKappa,
                            expected_kappa, rates_for_kappa)
 
 N = 100_000
@@ -181,3 +181,15 @@ def test_rater_votes_on_davidson_reproduce_the_majority_label_with_3_raters():
     kappa = cohen_kappa_score(table.y, crowd.answers)
     print(f"rater_votes x3 on Davidson: agreement {agree:.4f}, kappa vs majority label {kappa:.3f}")
     assert agree >= 0.90 and 0.5 < kappa < 0.8
+
+
+def test_the_column_oracle_answers_from_a_data_column_at_its_own_price():
+    truth = np.array([0, 0, 1, 1, 0])
+    oracle = Column(truth, context={"quick": np.array(["no", "yes", "yes", "no", "no"])}, column="quick",
+                    positive="yes", cost_per_label=0.1)
+    oracle.request(np.array([1, 2, 3]))
+    assert oracle.collect() == {1: 1, 2: 1, 3: 0} and oracle.cost(np.array([1, 2, 3])) == pytest.approx(0.3)
+    with pytest.raises(AlexpError, match="oracle=column reads column 'screening'; add it to data.context_columns"):
+        Column(truth, context={"quick": np.zeros(5)}, column="screening")
+    with pytest.raises(AlexpError, match="has missing values"):
+        Column(truth, context={"quick": np.array([1.0, np.nan, 0, 0, 1])}, column="quick")

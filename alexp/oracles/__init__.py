@@ -12,8 +12,8 @@ from numpy.typing import NDArray
 
 from alexp.oracles.files import Files
 from alexp.oracles.label_studio import LabelStudio
-from alexp.oracles.simulated import (ClassConditional, Crowd, ExpertPanel, Noisy, Perfect, RaterVotes, Simulated,
-                                     TargetKappa, expected_kappa, pairwise_kappa, rates_for_kappa)
+from alexp.oracles.simulated import (ClassConditional, Column, Crowd, ExpertPanel, Noisy, Perfect, RaterVotes,
+                                     Simulated, TargetKappa, expected_kappa, pairwise_kappa, rates_for_kappa)
 from alexp.oracles.terminal import Terminal
 
 
@@ -28,4 +28,5 @@ class Oracle(Protocol):
 
 
 __all__ = ["Oracle", "Files", "LabelStudio", "Terminal", "Simulated", "Perfect", "Noisy", "ClassConditional",
-           "TargetKappa", "RaterVotes", "Crowd", "ExpertPanel", "expected_kappa", "rates_for_kappa", "pairwise_kappa"]
+           "TargetKappa", "RaterVotes", "Column", "Crowd", "ExpertPanel", "expected_kappa", "rates_for_kappa",
+           "pairwise_kappa"]

@@ -159,6 +159,24 @@ class RaterVotes(Simulated):
         super().__init__((rng.random(len(share)) < share).astype(np.int64), cost_per_label)
 
 
+class Column(Simulated):
+    """Answers from a column of the data: a real label of another quality (e.g. a quick screening decision).
+
+    The column comes through the data's context columns; `positive` is the value meaning the positive class.
+    Its realized quality against the truth is logged every round as `oracle_kappa`."""
+
+    def __init__(self, truth: NDArray, rng: np.random.Generator | None = None, context: Mapping | None = None,
+                 column: str = "label_abstract_screening", positive=1, cost_per_label: float = 1.0):
+        context = context or {}
+        if column not in context:
+            raise AlexpError(f"oracle=column reads column {column!r}; add it to data.context_columns "
+                             f"(have: {sorted(k for k in context if k not in ('id', 'text'))})")
+        values = np.asarray(context[column])
+        if values.dtype.kind in "fO" and any(v is None or v != v for v in values.tolist()):  # None or NaN
+            raise AlexpError(f"oracle column {column!r} has missing values: every pool item needs an answer")
+        super().__init__((values == positive).astype(np.int64), cost_per_label)
+
+
 class Crowd(Simulated):
     """`n_raters` independent simulated raters per item, aggregated by majority vote or Dawid-Skene.
 
