@@ -115,7 +115,7 @@ def run(cfg: DictConfig) -> None:
         state = loop.run(state)
         if not state.finished:
             tracker.pause()
-            where = oracle.where() if hasattr(oracle, "where") else f"the oracle ({checkpoint})"
+            where = oracle.where()
             print(f"alexp: waiting for {state.pending.size} labels: {where}; then run the same command again")
             return
         _log_final_state(tracker, state, table.ids[pool_rows], checkpoint)
@@ -212,7 +212,11 @@ def _signature_params(target: str, where: str) -> list[str] | None:
 
 
 def build(cfg: DictConfig, group: str, **runtime: Any) -> Any:
-    """Instantiate config group `group`, reporting its validation errors as 'group: problem'."""
+    """Instantiate config group `group`, reporting its validation errors as 'group: problem'. Runtime arguments
+    go only to a constructor that names them (an oracle that needs no truth gets none)."""
+    params = _signature_params(cfg[group]["_target_"], group) if runtime and "_target_" in cfg[group] else None
+    if params is not None:
+        runtime = {k: v for k, v in runtime.items() if k in params}
     return _prefixed(group, lambda: hydra.utils.instantiate(cfg[group], _convert_="all", **runtime))
 
 

@@ -147,7 +147,7 @@ class Loop:
                     bar.set_postfix(labels=state.n_labeled, kappa=f"{state.history[-1]['kappa']:.3f}", refresh=False)
                     bar.update(1)
                 n = self.budget.next_batch(state.round + 1, state.n_labeled, len(state.labels) - state.n_labeled,
-                                           state.cost, getattr(self.oracle, "cost_per_label", 1.0))
+                                           state.cost, self.oracle.cost_per_label)
                 if n == 0:
                     state.finished = True
                     self._save(state)
@@ -178,7 +178,7 @@ class Loop:
         ids = np.fromiter(answers.keys(), dtype=np.intp, count=len(answers))
         if not np.isin(ids, state.pending).all():
             raise RuntimeError(f"oracle answered ids that were not requested: {ids[~np.isin(ids, state.pending)][:5]}")
-        state.cost += self.oracle.cost(ids) if hasattr(self.oracle, "cost") else float(len(ids))
+        state.cost += self.oracle.cost(ids)
         state.labeled_in[ids] = state.round + 1
         state.labels[ids] = np.fromiter(answers.values(), dtype=np.int64, count=len(answers))
         state.pending = state.pending[~np.isin(state.pending, ids)]
@@ -222,8 +222,7 @@ class Loop:
         metrics["cost"] = state.cost
         if self.truth is not None:  # how good the oracle's labels are, against the data's own labels
             metrics["oracle_kappa"] = agreement(self.truth[labeled], state.labels[labeled])
-        if hasattr(self.oracle, "metrics"):
-            metrics.update(self.oracle.metrics(labeled))
+        metrics.update(self.oracle.metrics(labeled))
         if self.budget.eval_share:  # the seed's second yardstick: agreement with the held-out expert labels
             curated = labeled[self.held_out[labeled]]
             metrics["curated_n"] = float(len(curated))

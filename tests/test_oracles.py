@@ -158,10 +158,10 @@ def test_expert_panel_reports_pairwise_kappa_and_prices_adjudication():
 
 def test_rater_votes_answer_with_each_items_vote_share():
     context = {"n_hate_speech": np.array([0, 3, 1] * 10_000), "annotator_count": np.full(30_000, 3)}
-    got = RaterVotes(np.zeros(30_000, int), np.random.default_rng(0), context).answers.reshape(-1, 3)
+    got = RaterVotes(np.random.default_rng(0), context).answers.reshape(-1, 3)
     assert got[:, 0].sum() == 0 and got[:, 1].all() and abs(got[:, 2].mean() - 1 / 3) < 0.02
     with pytest.raises(AlexpError, match="data.context_columns"):
-        RaterVotes(np.zeros(3, int), np.random.default_rng(0), {})
+        RaterVotes(np.random.default_rng(0), {})
 
 
 @pytest.mark.slow
@@ -184,12 +184,21 @@ def test_rater_votes_on_davidson_reproduce_the_majority_label_with_3_raters():
 
 
 def test_the_column_oracle_answers_from_a_data_column_at_its_own_price():
-    truth = np.array([0, 0, 1, 1, 0])
-    oracle = Column(truth, context={"quick": np.array(["no", "yes", "yes", "no", "no"])}, column="quick",
+    oracle = Column(context={"quick": np.array(["no", "yes", "yes", "no", "no"])}, column="quick",
                     positive="yes", cost_per_label=0.1)
     oracle.request(np.array([1, 2, 3]))
     assert oracle.collect() == {1: 1, 2: 1, 3: 0} and oracle.cost(np.array([1, 2, 3])) == pytest.approx(0.3)
     with pytest.raises(AlexpError, match="oracle=column reads column 'screening'; add it to data.context_columns"):
-        Column(truth, context={"quick": np.zeros(5)}, column="screening")
+        Column(context={"quick": np.zeros(5)}, column="screening")
     with pytest.raises(AlexpError, match="has missing values"):
-        Column(truth, context={"quick": np.array([1.0, np.nan, 0, 0, 1])}, column="quick")
+        Column(context={"quick": np.array([1.0, np.nan, 0, 0, 1])}, column="quick")
+
+
+def test_oracles_receive_only_the_runtime_arguments_they_name():
+    from alexp.oracles import Files, accepted
+
+    runtime = {"truth": np.zeros(3), "rng": np.random.default_rng(0), "context": {}}
+    assert set(accepted(Perfect, **runtime)) == {"truth"}
+    assert set(accepted(TargetKappa, **runtime)) == {"truth", "rng"}
+    assert set(accepted(Column, **runtime)) == {"context"} and set(accepted(Files, **runtime)) == {"context"}
+    assert Perfect(np.array([0, 1])).metrics(np.arange(2)) == {} and "simulated" in Perfect(np.zeros(1)).where()

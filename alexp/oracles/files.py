@@ -12,10 +12,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alexp import AlexpError
+from alexp.oracles.base import Oracle
 from alexp.oracles.human import wait_for
 
 
-class Files:
+class Files(Oracle):
     """Writes each requested batch to `<queue_dir>/pending.<format>` and reads answers from `labels.<format>`.
 
     The pending file has the items' data `id`, their `text` and context columns, and an empty `label` column.
@@ -29,8 +30,7 @@ class Files:
 
     def __init__(self, context: Mapping[str, NDArray], queue_dir: str = "labels", format: str = "csv",
                  classes: Sequence = (0, 1), wait: bool = False, poll_seconds: float = 10.0,
-                 timeout_seconds: float | None = None, cost_per_label: float = 1.0,
-                 truth: NDArray | None = None, rng: np.random.Generator | None = None):
+                 timeout_seconds: float | None = None, cost_per_label: float = 1.0):
         if format not in ("csv", "parquet"):
             raise AlexpError(f"format must be csv or parquet, got {format!r}")
         if "id" not in context:
@@ -41,7 +41,7 @@ class Files:
         self.format = format
         self.classes = list(classes)
         self.wait, self.poll_seconds, self.timeout_seconds = wait, poll_seconds, timeout_seconds
-        self.cost_per_label = float(cost_per_label)
+        super().__init__(cost_per_label)
         self._pending = np.empty(0, dtype=np.intp)
 
     @property
@@ -72,8 +72,6 @@ class Files:
         os.replace(self.labels_file, done / f"labels-{len(list(done.iterdir())) + 1:04d}.{self.format}")
         return answers
 
-    def cost(self, ids: NDArray[np.intp]) -> float:
-        return self.cost_per_label * len(ids)
 
     def where(self) -> str:
         return f"fill in the label column of {self.pending_file} and save it as {self.labels_file}"

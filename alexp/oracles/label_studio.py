@@ -11,12 +11,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alexp import AlexpError
+from alexp.oracles.base import Oracle
 from alexp.oracles.human import wait_for
 
 ROW = "alexp_row"  # task data field holding the pool row a task asks about
 
 
-class LabelStudio:
+class LabelStudio(Oracle):
     """Sends each requested batch to a Label Studio project and takes back the annotations made there.
 
     The project `project` (a title) is created on first use with one single-choice question over the item's
@@ -35,8 +36,7 @@ class LabelStudio:
     def __init__(self, context: Mapping[str, NDArray], url: str = "http://localhost:8080",
                  token_env: str = "LABEL_STUDIO_API_KEY", project: str = "alexp", classes: Sequence = (0, 1),
                  names: Sequence[str] | None = None, instructions: str = "", wait: bool = False,
-                 poll_seconds: float = 10.0, timeout_seconds: float | None = None, cost_per_label: float = 1.0,
-                 truth: NDArray | None = None, rng: np.random.Generator | None = None):
+                 poll_seconds: float = 10.0, timeout_seconds: float | None = None, cost_per_label: float = 1.0):
         if "id" not in context:
             raise AlexpError("the label_studio oracle needs the pool's ids in its context")
         if not 3 <= len(project) <= 50:
@@ -48,7 +48,7 @@ class LabelStudio:
         self.url, self.token_env, self.title = url.rstrip("/"), token_env, project
         self.classes, self.names, self.instructions = list(classes), names, instructions
         self.wait, self.poll_seconds, self.timeout_seconds = wait, poll_seconds, timeout_seconds
-        self.cost_per_label = float(cost_per_label)
+        super().__init__(cost_per_label)
         self._pending = np.empty(0, dtype=np.intp)
         self._client = self._project_id = None
 
@@ -69,8 +69,6 @@ class LabelStudio:
     def collect(self) -> dict[int, int] | None:
         return wait_for(self._answers, self.wait, self.poll_seconds, self.timeout_seconds)
 
-    def cost(self, ids: NDArray[np.intp]) -> float:
-        return self.cost_per_label * len(ids)
 
     def where(self) -> str:
         return f"annotate the tasks of project {self.title!r} at {self.url}/projects/{self._project()}"

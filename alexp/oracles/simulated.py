@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from scipy.optimize import brentq
 
 from alexp import AlexpError
+from alexp.oracles.base import Oracle, accepted
 
 
 def _check_rate(name: str, value: float) -> None:
@@ -61,17 +62,15 @@ def rates_for_kappa(kappa: float, prevalence: float, positive_bias: float = 1.0)
     return a, positive_bias * a
 
 
-class Simulated:
+class Simulated(Oracle):
     """Base of simulated oracles: one fixed answer per pool item, returned at once.
 
     `votes` (n_pool x raters), when set, keeps each rater's own answer, for panel agreement metrics.
     """
 
     def __init__(self, answers: NDArray[np.int64], cost_per_label: float = 1.0, votes: NDArray | None = None):
-        if cost_per_label < 0:
-            raise AlexpError(f"cost_per_label must be >= 0, got {cost_per_label!r}")
+        super().__init__(cost_per_label)
         self.answers = np.asarray(answers, dtype=np.int64)
-        self.cost_per_label = float(cost_per_label)
         self.votes = votes
         self._pending: NDArray[np.intp] | None = None
 
@@ -84,20 +83,14 @@ class Simulated:
         ids, self._pending = self._pending, None
         return dict(zip(ids.tolist(), self.answers[ids].tolist()))
 
-    def cost(self, ids: NDArray[np.intp]) -> float:
-        """What labeling these items costs."""
-        return self.cost_per_label * len(ids)
-
-    def metrics(self, rows: NDArray[np.intp]) -> dict[str, float]:
-        """Oracle-side metrics over the labeled rows (none for a single rater)."""
-        return {}
+    def where(self) -> str:
+        return "a simulated oracle (it answers at once)"
 
 
 class Perfect(Simulated):
     """Answers the true label."""
 
-    def __init__(self, truth: NDArray, rng: np.random.Generator | None = None, cost_per_label: float = 1.0,
-                 context: Mapping | None = None):
+    def __init__(self, truth: NDArray, cost_per_label: float = 1.0):
         super().__init__(truth, cost_per_label)
 
 
@@ -109,7 +102,7 @@ class Noisy(Simulated):
     """
 
     def __init__(self, truth: NDArray, rng: np.random.Generator, flip_rate: float = 0.1,
-                 cost_per_label: float = 1.0, context: Mapping | None = None):
+                 cost_per_label: float = 1.0):
         _check_rate("flip_rate", flip_rate)
         super().__init__(calibrated_errors(truth, flip_rate, flip_rate, rng), cost_per_label)
         self.flip_rate = flip_rate
@@ -119,7 +112,7 @@ class ClassConditional(Simulated):
     """Per-class error rates: a false-positive rate for negatives and a false-negative rate for positives."""
 
     def __init__(self, truth: NDArray, rng: np.random.Generator, false_positive_rate: float = 0.02,
-                 false_negative_rate: float = 0.2, cost_per_label: float = 1.0, context: Mapping | None = None):
+                 false_negative_rate: float = 0.2, cost_per_label: float = 1.0):
         _check_rate("false_positive_rate", false_positive_rate)
         _check_rate("false_negative_rate", false_negative_rate)
         super().__init__(calibrated_errors(truth, false_positive_rate, false_negative_rate, rng), cost_per_label)
@@ -133,7 +126,7 @@ class TargetKappa(Simulated):
     """
 
     def __init__(self, truth: NDArray, rng: np.random.Generator, kappa: float = 0.8, positive_bias: float = 1.0,
-                 cost_per_label: float = 1.0, context: Mapping | None = None):
+                 cost_per_label: float = 1.0):
         self.false_positive_rate, self.false_negative_rate = rates_for_kappa(
             kappa, float(np.mean(truth)), positive_bias)
         super().__init__(calibrated_errors(truth, self.false_positive_rate, self.false_negative_rate, rng),
@@ -147,7 +140,7 @@ class RaterVotes(Simulated):
     e.g. Davidson's n_hate_speech and annotator_count.
     """
 
-    def __init__(self, truth: NDArray, rng: np.random.Generator, context: Mapping | None = None,
+    def __init__(self, rng: np.random.Generator, context: Mapping | None = None,
                  votes_column: str = "n_hate_speech", count_column: str = "annotator_count",
                  cost_per_label: float = 1.0):
         context = context or {}
@@ -165,8 +158,8 @@ class Column(Simulated):
     The column comes through the data's context columns; `positive` is the value meaning the positive class.
     Its realized quality against the truth is logged every round as `oracle_kappa`."""
 
-    def __init__(self, truth: NDArray, rng: np.random.Generator | None = None, context: Mapping | None = None,
-                 column: str = "label_abstract_screening", positive=1, cost_per_label: float = 1.0):
+    def __init__(self, context: Mapping | None = None, column: str = "label_abstract_screening", positive=1,
+                 cost_per_label: float = 1.0):
         context = context or {}
         if column not in context:
             raise AlexpError(f"oracle=column reads column {column!r}; add it to data.context_columns "
@@ -205,7 +198,7 @@ class ExpertPanel(Simulated):
 
     def __init__(self, truth: NDArray, rng: np.random.Generator, kappas: Sequence[float] = (0.85, 0.8, 0.75),
                  positive_bias: float = 1.0, aggregate: str = "majority", cost_per_label: float = 1.0,
-                 adjudication_cost: float = 2.0, context: Mapping | None = None):
+                 adjudication_cost: float = 2.0):
         if len(kappas) < 2:
             raise AlexpError(f"an expert panel needs at least 2 experts, got kappas={list(kappas)}")
         seeds = rng.integers(0, 2**63 - 1, len(kappas))
@@ -238,8 +231,8 @@ def pairwise_kappa(votes: NDArray) -> float:
 
 def _votes(truth, rng, rater, n_raters, context) -> NDArray[np.int64]:
     seeds = rng.integers(0, 2**63 - 1, n_raters)
-    return np.stack([rater(truth=truth, rng=np.random.default_rng(s), context=context).answers for s in seeds],
-                    axis=1)
+    return np.stack([rater(**accepted(rater, truth=truth, rng=np.random.default_rng(s), context=context)).answers
+                     for s in seeds], axis=1)
 
 
 def _aggregate(votes: NDArray, how: str, rng: np.random.Generator) -> NDArray[np.int64]:

@@ -10,9 +10,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alexp import AlexpError
+from alexp.oracles.base import Oracle
 
 
-class Terminal:
+class Terminal(Oracle):
     """Shows each requested item (id, text, context) and takes one key per answer.
 
     Keys: `label_keys[k]` answers class k of `classes`; `s` skips (the item stays pending for a later run);
@@ -25,14 +26,14 @@ class Terminal:
 
     def __init__(self, context: Mapping[str, NDArray], classes: Sequence = (0, 1),
                  label_keys: Sequence[str] = ("0", "1"), max_chars: int = 500, cost_per_label: float = 1.0,
-                 stdin: TextIO | None = None, stdout: TextIO | None = None,
-                 truth: NDArray | None = None, rng: np.random.Generator | None = None):
+                 stdin: TextIO | None = None, stdout: TextIO | None = None):
         keys = [str(k) for k in label_keys]
         if len(keys) != len(classes) or len(set(keys) | {self.SKIP, self.UNDO, self.QUIT}) != len(keys) + 3:
             raise AlexpError(f"label_keys must give one distinct key per class {list(classes)} other than "
                              f"s, u and q; got {keys}")
         self.context, self.classes, self.keys = context, list(classes), keys
-        self.max_chars, self.cost_per_label = max_chars, float(cost_per_label)
+        super().__init__(cost_per_label)
+        self.max_chars = max_chars
         self.stdin, self.stdout = stdin, stdout
         self._pending = np.empty(0, dtype=np.intp)
 
@@ -68,8 +69,6 @@ class Terminal:
         print(f"{len(answers)} labels given, {len(queue) - len(answers)} left", file=out)
         return answers or None
 
-    def cost(self, ids: NDArray[np.intp]) -> float:
-        return self.cost_per_label * len(ids)
 
     def where(self) -> str:
         return "the terminal"

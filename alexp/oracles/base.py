@@ -1,0 +1,48 @@
+"""What every oracle shares: a price per label, no extra metrics by default, and a place where answers come from."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from alexp import AlexpError
+
+
+class Oracle:
+    """Base of oracles: `request(ids)` asks for labels of pool rows; `collect()` returns {row: label} for the
+    last request, or None while a person has not answered yet (the loop then saves its state and stops).
+    `cost(ids)` prices a batch (cost_per_label each unless an oracle says otherwise); `metrics(rows)` reports
+    oracle-side figures (none by default); `where()` says where answers are expected."""
+
+    def __init__(self, cost_per_label: float = 1.0):
+        if cost_per_label < 0:
+            raise AlexpError(f"cost_per_label must be >= 0, got {cost_per_label!r}")
+        self.cost_per_label = float(cost_per_label)
+
+    def request(self, ids: NDArray[np.intp]) -> None:
+        raise NotImplementedError
+
+    def collect(self) -> dict[int, int] | None:
+        raise NotImplementedError
+
+    def cost(self, ids: NDArray[np.intp]) -> float:
+        return self.cost_per_label * len(ids)
+
+    def metrics(self, rows: NDArray[np.intp]) -> dict[str, float]:
+        return {}
+
+    def where(self) -> str:
+        return f"the oracle ({type(self).__name__})"
+
+
+def accepted(fn: Callable, **available: Any) -> dict[str, Any]:
+    """The keyword arguments among `available` that `fn` (a class, function or partial) names; all of them when
+    it takes **kwargs. Oracles receive only the runtime arguments (truth, rng, context) they use."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return available
+    return {k: v for k, v in available.items() if k in params}
