@@ -6,8 +6,8 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 
 from alexp import AlexpError
-from alexp.oracles import (ClassConditional, Column, Crowd, ExpertPanel, Noisy, Perfect, RaterVotes, TargetKappa,
-                           expected_kappa, rates_for_kappa)
+from alexp.oracles import (ClassConditional, Column, Crowd, Difficulty, ExpertPanel, Noisy, Perfect, RaterVotes,
+                           TargetKappa, expected_kappa, rates_for_kappa)
 
 N = 100_000
 
@@ -202,3 +202,60 @@ def test_oracles_receive_only_the_runtime_arguments_they_name():
     assert set(accepted(TargetKappa, **runtime)) == {"truth", "rng"}
     assert set(accepted(Column, **runtime)) == {"context"} and set(accepted(Files, **runtime)) == {"context"}
     assert Perfect(np.array([0, 1])).metrics(np.arange(2)) == {} and "simulated" in Perfect(np.zeros(1)).where()
+
+
+@pytest.fixture(scope="module")
+def hard_pool():
+    """20,000 items at 5% positives with uniform difficulties."""
+    rng = np.random.default_rng(7)
+    return (rng.random(20_000) < 0.05).astype(int), rng.random(20_000)
+
+
+def test_difficulty_at_concentration_zero_reproduces_the_calibrated_flips(hard_pool):
+    from alexp.oracles.simulated import calibration_rows, difficulty_errors
+
+    truth, d = hard_pool
+    rng = np.random.default_rng(0)
+    answers = difficulty_errors(truth, d, 0.59, 0.0, calibration_rows(truth, d, "pool", 0.2, rng), rng)
+    today = TargetKappa(truth, np.random.default_rng(0), kappa=0.59).answers
+    for cls in (0, 1):  # the same number of flips per class, up to one
+        assert abs(((answers != truth) & (truth == cls)).sum() - ((today != truth) & (truth == cls)).sum()) <= 1
+    assert cohen_kappa_score(truth, answers) == pytest.approx(cohen_kappa_score(truth, today), abs=0.003)
+    hardest = d >= np.quantile(d, 0.8)
+    assert ((answers != truth) & hardest).sum() / (answers != truth).sum() == pytest.approx(0.2, abs=0.05)
+
+
+def test_difficulty_at_high_concentration_errs_on_the_hardest_items(hard_pool):
+    from alexp.oracles.simulated import calibration_rows, difficulty_errors
+
+    truth, d = hard_pool
+    rng = np.random.default_rng(1)
+    answers = difficulty_errors(truth, d, 0.59, 8.0, calibration_rows(truth, d, "pool", 0.2, rng), rng)
+    errors, hardest = answers != truth, d >= np.quantile(d, 0.8)
+    assert (errors & hardest).sum() / errors.sum() >= 0.8
+
+
+@pytest.mark.parametrize("calibrate_on", ["pool", "hard", "balanced"])
+@pytest.mark.parametrize("kappa", [0.41, 0.59, 0.81])
+def test_difficulty_meets_its_kappa_on_the_calibration_set(hard_pool, kappa, calibrate_on):
+    truth, d = hard_pool
+    oracle = Difficulty(truth, np.random.default_rng(2), context={"d": d}, kappa=kappa, concentration=4.0,
+                        difficulty="column", difficulty_column="d", calibrate_on=calibrate_on)
+    rows = oracle.calibration
+    assert cohen_kappa_score(truth[rows], oracle.answers[rows]) == pytest.approx(kappa, abs=0.02)
+    if calibrate_on == "hard":
+        assert len(rows) == 4000 and d[rows].min() >= np.quantile(d, 0.8) - 1e-9
+
+
+def test_difficulty_from_rater_votes_and_its_errors():
+    truth = np.array([0, 1, 0, 1] * 50)
+    votes = np.array([0, 3, 1, 2] * 50)  # unanimous, unanimous, split, split
+    oracle = Difficulty(truth, np.random.default_rng(0), context={"n": votes, "c": np.full(200, 3)}, kappa=0.6,
+                        concentration=8.0, votes_column="n", count_column="c")
+    assert oracle.difficulty[:4] == pytest.approx([0.0, 0.0, 2 / 3, 2 / 3])  # 1 - |2 share - 1|
+    assert (oracle.answers != truth)[np.arange(200) % 4 < 2].sum() == 0  # no errors where the raters agreed
+    with pytest.raises(AlexpError, match=r"needs data context columns \['n_hate_speech', 'annotator_count'\]"):
+        Difficulty(truth, np.random.default_rng(0), context={})
+    with pytest.raises(AlexpError, match="calibrate_on must be pool, hard or balanced"):
+        Difficulty(truth, np.random.default_rng(0), context={"n": votes, "c": np.full(200, 3)}, votes_column="n",
+                   count_column="c", calibrate_on="easy")

@@ -3,10 +3,11 @@
 from alexp.oracles.base import Oracle, accepted
 from alexp.oracles.files import Files
 from alexp.oracles.label_studio import LabelStudio
-from alexp.oracles.simulated import (ClassConditional, Column, Crowd, ExpertPanel, Noisy, Perfect, RaterVotes,
-                                     Simulated, TargetKappa, expected_kappa, pairwise_kappa, rates_for_kappa)
+from alexp.oracles.simulated import (ClassConditional, Column, Crowd, Difficulty, ExpertPanel, Noisy, Perfect,
+                                     RaterVotes, Simulated, TargetKappa, expected_kappa, pairwise_kappa,
+                                     rates_for_kappa)
 from alexp.oracles.terminal import Terminal
 
 __all__ = ["Oracle", "accepted", "Files", "LabelStudio", "Terminal", "Simulated", "Perfect", "Noisy",
-           "ClassConditional", "TargetKappa", "RaterVotes", "Column", "Crowd", "ExpertPanel", "expected_kappa",
-           "rates_for_kappa", "pairwise_kappa"]
+           "ClassConditional", "TargetKappa", "RaterVotes", "Column", "Difficulty", "Crowd", "ExpertPanel",
+           "expected_kappa", "rates_for_kappa", "pairwise_kappa"]

@@ -170,6 +170,109 @@ class Column(Simulated):
         super().__init__((values == positive).astype(np.int64), cost_per_label)
 
 
+def calibration_rows(truth: NDArray, difficulty: NDArray, calibrate_on: str, hard_share: float,
+                     rng: np.random.Generator) -> NDArray[np.intp]:
+    """The items a rater's quality is calibrated on: the whole pool, the hardest `hard_share` of it, or a
+    class-balanced sample (every item of the rarer class and as many seeded picks of the other)."""
+    n = len(truth)
+    if calibrate_on == "pool":
+        return np.arange(n)
+    if calibrate_on == "hard":
+        _check_rate("hard_share", hard_share)
+        order = np.lexsort((rng.random(n), -np.asarray(difficulty, dtype=float)))  # hardest first, ties seeded
+        return np.sort(order[:max(2, round(hard_share * n))])
+    if calibrate_on == "balanced":
+        pos, neg = np.flatnonzero(truth == 1), np.flatnonzero(truth == 0)
+        rare, common = (pos, neg) if len(pos) <= len(neg) else (neg, pos)
+        return np.sort(np.concatenate([rare, rng.choice(common, len(rare), replace=False)]))
+    raise AlexpError(f"calibrate_on must be pool, hard or balanced, got {calibrate_on!r}")
+
+
+def difficulty_errors(truth: NDArray, difficulty: NDArray, kappa: float, concentration: float,
+                      rows: NDArray[np.intp], rng: np.random.Generator, positive_bias: float = 1.0
+                      ) -> NDArray[np.int64]:
+    """Answers whose errors fall on hard items: Cohen's kappa `kappa` against the truth on `rows`.
+
+    Each item's weight is difficulty^concentration (0: every item alike, today's calibrated flips; larger:
+    errors crowd onto the hardest items). Items to flip are drawn per class by weighted sampling without
+    replacement (Efraimidis-Spirakis keys, fixed once), so a larger error level only adds flips. The number of
+    flipped negatives k (and round(positive_bias * k * positives / negatives) flipped positives) is the one
+    whose kappa on `rows` is nearest the target."""
+    if not 0 <= kappa <= 1:
+        raise AlexpError(f"kappa must be in [0, 1], got {kappa!r}")
+    if concentration < 0:
+        raise AlexpError(f"concentration must be >= 0, got {concentration!r}")
+    truth = np.asarray(truth, dtype=np.int64)
+    d = np.asarray(difficulty, dtype=float)
+    if d.shape != truth.shape or np.isnan(d).any() or d.min() < 0 or d.max() > 1:
+        raise AlexpError("item difficulties must be one value in [0, 1] per pool item")
+    with np.errstate(divide="ignore"):
+        keys = np.log(rng.random(len(truth))) / (d ** concentration if concentration else np.ones_like(d))
+    order = {c: np.flatnonzero(truth == c)[np.argsort(-keys[truth == c], kind="stable")] for c in (0, 1)}
+    n0, n1 = len(order[0]), len(order[1])
+    in_rows = np.zeros(len(truth), dtype=bool)
+    in_rows[rows] = True
+
+    def answers(k: int) -> NDArray[np.int64]:
+        out = truth.copy()
+        out[order[0][:k]] = 1
+        out[order[1][:min(n1, round(positive_bias * k * n1 / max(n0, 1)))]] = 0
+        return out
+
+    def kappa_at(k: int) -> float:
+        from alexp.metrics import agreement
+
+        return agreement(truth[in_rows], answers(k)[in_rows])
+
+    lo, hi = 0, n0  # kappa falls as k grows: find the last k with kappa >= target
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if kappa_at(mid) >= kappa else (lo, mid - 1)
+    best = min((lo, min(lo + 1, n0)), key=lambda k: abs(kappa_at(k) - kappa))
+    return answers(best)
+
+
+def vote_difficulty(votes: NDArray, count: NDArray) -> NDArray[np.float64]:
+    """How split the raters of each item were: 1 - |2 * share - 1| (0 unanimous, 1 an even split)."""
+    share = np.asarray(votes, dtype=float) / np.asarray(count, dtype=float)
+    return 1 - np.abs(2 * share - 1)
+
+
+class Difficulty(Simulated):
+    """A rater of a given quality whose errors fall on hard items (label noise that depends on the item).
+
+    Each item has a difficulty in [0, 1]: `difficulty: votes` takes how split the data's own raters were
+    (`votes_column` / `count_column`, e.g. Davidson's), `difficulty: column` reads `difficulty_column` from the
+    data's context columns. `concentration` 0 spreads errors evenly (today's calibrated flips); larger values put
+    them on the hardest items (at 8, over 80% land on the hardest fifth of uniformly hard items). The error level
+    is solved so that the rater's Cohen's kappa against the truth is `kappa` on the calibration set: the `pool`,
+    its `hard` items (the hardest `hard_share`), or a class-`balanced` sample, so "a kappa .8 expert" can mean
+    .8 where an active learner asks. Runs log the realized `oracle_kappa` on the items actually labeled."""
+
+    def __init__(self, truth: NDArray, rng: np.random.Generator, context: Mapping | None = None,
+                 kappa: float = 0.8, concentration: float = 2.0, difficulty: str = "votes",
+                 votes_column: str = "n_hate_speech", count_column: str = "annotator_count",
+                 difficulty_column: str | None = None, calibrate_on: str = "pool", hard_share: float = 0.2,
+                 positive_bias: float = 1.0, cost_per_label: float = 1.0):
+        context = context or {}
+        if difficulty == "votes":
+            needed = [votes_column, count_column]
+        elif difficulty == "column":
+            needed = [difficulty_column]
+        else:
+            raise AlexpError(f"difficulty must be votes or column, got {difficulty!r}")
+        missing = [c for c in needed if c not in context]
+        if missing:
+            raise AlexpError(f"oracle=difficulty ({difficulty}) needs data context columns {missing}; add them to "
+                             f"data.context_columns (have: {sorted(k for k in context if k not in ('id', 'text'))})")
+        d = (vote_difficulty(context[votes_column], context[count_column]) if difficulty == "votes"
+             else np.asarray(context[difficulty_column], dtype=float))
+        self.difficulty = d
+        self.calibration = calibration_rows(np.asarray(truth), d, calibrate_on, hard_share, rng)
+        super().__init__(difficulty_errors(truth, d, kappa, concentration, self.calibration, rng, positive_bias),
+                         cost_per_label)
+
+
 class Crowd(Simulated):
     """`n_raters` independent simulated raters per item, aggregated by majority vote or Dawid-Skene.
 
