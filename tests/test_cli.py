@@ -162,9 +162,10 @@ def test_clickbait_with_minilm_runs_end_to_end_and_caches_embeddings(tmp_path, d
 @pytest.mark.slow
 def test_the_report_names_a_collapsed_baseline_and_the_default_model_gives_it_a_curve(tmp_path, data_dir):
     """Clickbait at 5% positives with tf-idf: logistic regression at a fixed 0.5 threshold never predicts a
-    positive from random labels (kappa 0 throughout), so there is no target to reach; the default model does."""
+    positive from random labels (kappa 0 throughout), so there is no target to reach; the default model does.
+    Two seeds keep it quick: the collapse and the cause do not depend on intervals."""
     sweep = ["-m", "data=clickbait", "data.positive_rate=0.05", "features=tfidf", "acquisition=random,margin",
-             "seed=0,1,2", "budget.rounds=5", "progress=false"]
+             "seed=0,1", "budget.rounds=5", "progress=false"]
     alexp(*sweep, "model=logreg", "tracking.experiment_name=fixed", cwd=tmp_path)
     alexp(*sweep, "tracking.experiment_name=default", cwd=tmp_path)
     report = {e: alexp("report", "--experiment", e, "--no-log", "--out", str(tmp_path / e), cwd=tmp_path).stdout
