@@ -124,6 +124,22 @@ def test_the_same_command_twice_gives_identical_selections_and_metrics(tmp_path)
     np.testing.assert_array_equal(labeled[0]["round"].unique().sort().to_numpy(), np.arange(6))
 
 
+@pytest.mark.slow
+def test_boundary_pairs_gives_the_same_run_at_any_thread_count(tmp_path):
+    """A sweep's jobs get cores // jobs threads and a single run all cores: the picks must not depend on it
+    (k-means and distance sums add in a thread-dependent order; on 200k rows they picked other items)."""
+    args = ["data.n_rows=200000", "acquisition=boundary_pairs", "oracle=target_kappa", "budget.initial=100",
+            "budget.batch_size=70", "budget.rounds=1", "budget.stratified=false", "progress=false"]
+    histories = []
+    for threads in (1, 2):
+        (cwd := tmp_path / f"t{threads}").mkdir()
+        alexp(*args, f"threads={threads}", cwd=cwd)
+        client, _, (run,) = runs(cwd)
+        histories.append([(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "positives_labeled")]
+                         + [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "kappa")])
+    assert histories[0] == histories[1]
+
+
 @pytest.fixture(scope="module")
 def data_dir():
     """The real datasets' folder. Missing data is a failure, not a skip: CI must run these tests."""

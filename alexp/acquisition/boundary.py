@@ -72,10 +72,15 @@ class BoundaryPairs:
         rows = candidates(pool, self.max_candidates, rng)
         X = pool.X[rows]  # dense or sparse; only small blocks are densified below
         labels = predict(model, X, pool.n_classes)
-        clusters = [c for label in np.unique(labels)
-                    for c in self.cluster_class(X, np.flatnonzero(labels == label), int(label), rng)]
-        turns = [self.item_pairs(X, a, b) for a, b in self.overlapping(clusters)]
-        chosen = rows[cover(X, [t for t in turns if len(t)], labels, n)]
+        from threadpoolctl import threadpool_limits
+
+        # One thread: k-means and distance sums then add in a fixed order, so the picks, like every other
+        # strategy's, do not depend on how many threads a job has (threads: auto varies it with the launcher).
+        with threadpool_limits(limits=1):
+            clusters = [c for label in np.unique(labels)
+                        for c in self.cluster_class(X, np.flatnonzero(labels == label), int(label), rng)]
+            turns = [self.item_pairs(X, a, b) for a, b in self.overlapping(clusters)]
+            chosen = rows[cover(X, [t for t in turns if len(t)], labels, n)]
         if len(chosen) < n:
             rest = pool.restrict(np.setdiff1d(pool.unlabeled(), chosen))
             chosen = np.concatenate([chosen, Margin(self.chunk_size)(model, rest, n - len(chosen), rng)])
