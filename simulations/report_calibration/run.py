@@ -50,12 +50,20 @@ def draw_study(rng: np.random.Generator) -> dict:
     return {"base": (a_b, b_b, c_b), "strat": (a_s, b_s, c_s), "labels": labels}
 
 
+def true_need(params: tuple[float, float, float], target: float) -> float:
+    """Labels at which a - b n^-c reaches `target` (inf when its asymptote a is below it)."""
+    a, b, c = params
+    return (b / (a - target)) ** (1 / c) if a > target else math.inf
+
+
+def true_target(study: dict) -> float:
+    """95% of the baseline's true plateau (its true curve's mean over its last 3 label counts)."""
+    return stats.FRACTION * float(np.mean(curve(BASE_LABELS[-stats.PLATEAU_POINTS:], *study["base"])))
+
+
 def truth(study: dict) -> float:
     """The true reduction factor of a study (0 when the strategy never reaches the target)."""
-    a_s, b_s, c_s = study["strat"]
-    target = stats.FRACTION * float(np.mean(curve(BASE_LABELS[-stats.PLATEAU_POINTS:], *study["base"])))
-    need_s = (b_s / (a_s - target)) ** (1 / c_s) if a_s > target else math.inf
-    return need_base(study) / need_s
+    return need_base(study) / true_need(study["strat"], true_target(study))
 
 
 def observe(study: dict, seeds: int, rng: np.random.Generator, noise: float = 0.03) -> tuple[np.ndarray, ...]:
@@ -111,9 +119,7 @@ def calibrate(studies: int, seeds: int, seed: int = 0) -> dict[str, float]:
 
 def need_base(study: dict) -> float:
     """The baseline's true labels-to-target."""
-    a_b, b_b, c_b = study["base"]
-    target = stats.FRACTION * float(np.mean(curve(BASE_LABELS[-stats.PLATEAU_POINTS:], *study["base"])))
-    return (b_b / (a_b - target)) ** (1 / c_b)
+    return true_need(study["base"], true_target(study))
 
 
 def spread(replicates: int, seeds: int, seed: int = 1) -> list[dict[str, float]]:
