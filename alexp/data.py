@@ -225,6 +225,11 @@ class Synthetic:
     `class_sep` sets the overlap of the classes (smaller = harder); each class is a mixture of
     `n_clusters_per_class` Gaussian clusters; `flip_y` adds label noise to the truth.
     The table depends only on `generator_seed`, so every run seed sees the same data.
+
+    The generator is a known model, so each row also carries its Bayes posterior p*(y = 1 | x) as the context
+    column `posterior`: the clusters' own densities (their centres, covariances and shares, replayed from
+    make_classification's random stream) with the `flip_y` redraws mixed in. It is the best any classifier can
+    do, and 1 - |2 p* - 1| is how hard the row is (oracle=difficulty, difficulty: posterior).
     """
 
     n_rows: int = 20_000
@@ -249,15 +254,75 @@ class Synthetic:
                              f"{self.n_clusters_per_class}: need 2**n_informative >= 2 * n_clusters_per_class")
 
     def load(self) -> Table:
+        X, y = self._generate(shuffle=True)
+        return Table(np.arange(self.n_rows, dtype=np.int64), y.astype(np.int64), X.astype(np.float32),
+                     extra={"posterior": self.posterior(X)})
+
+    def _generate(self, shuffle: bool) -> tuple[NDArray, NDArray]:
         from sklearn.datasets import make_classification
 
-        X, y = make_classification(
+        return make_classification(
             n_samples=self.n_rows, n_features=self.n_features, n_informative=self.n_informative,
             n_redundant=0, n_clusters_per_class=self.n_clusters_per_class, weights=[1 - self.positive_rate],
-            class_sep=self.class_sep, flip_y=self.flip_y,
-            random_state=self.generator_seed,
+            class_sep=self.class_sep, flip_y=self.flip_y, shuffle=shuffle, random_state=self.generator_seed,
         )
-        return Table(np.arange(self.n_rows, dtype=np.int64), y.astype(np.int64), X.astype(np.float32))
+
+    def mixture(self) -> Mixture:
+        """The clusters make_classification draws from, replayed from its random stream (scikit-learn 1.9's
+        order of draws: the hypercube's vertices, the informative noise, then one transform per cluster;
+        tests/test_data.py rebuilds the unshuffled rows from them exactly, so a changed recipe fails there)."""
+        from sklearn.datasets._samples_generator import _generate_hypercube
+
+        k, inf, n = 2 * self.n_clusters_per_class, self.n_informative, self.n_rows
+        generator = np.random.RandomState(self.generator_seed)
+        centroids = _generate_hypercube(k, inf, generator).astype(float) * 2 * self.class_sep - self.class_sep
+        generator.standard_normal(size=(n, inf))  # the rows' informative draws, not needed here
+        transforms = np.stack([2 * generator.uniform(size=(inf, inf)) - 1 for _ in range(k)])
+        weights = (1 - self.positive_rate, self.positive_rate)
+        sizes = [int(n * weights[c % 2] / self.n_clusters_per_class) for c in range(k)]
+        for i in range(n - sum(sizes)):
+            sizes[i % k] += 1
+        return Mixture(centroids, transforms, np.asarray(sizes) / n, np.arange(k) % 2, self.flip_y)
+
+    def posterior(self, X: NDArray) -> NDArray[np.float64]:
+        """p*(y = 1 | x) for rows of this generator's (shuffled) table."""
+        unshuffled, _ = self._generate(shuffle=False)
+        columns = _matching_columns(unshuffled[:, :self.n_informative], X)
+        return self.mixture().posterior(X[:, columns])
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """A Gaussian mixture whose cluster c is x = z @ transforms[c] + centroids[c], z ~ N(0, I), with share
+    priors[c] and class labels[c]; a share flip_y of labels is then redrawn uniformly from both classes."""
+
+    centroids: NDArray
+    transforms: NDArray
+    priors: NDArray
+    labels: NDArray
+    flip_y: float = 0.0
+
+    def posterior(self, X: NDArray) -> NDArray[np.float64]:
+        """p(y = 1 | x) for the informative coordinates X, in float64 whatever X's type."""
+        from scipy.special import logsumexp
+
+        X = np.asarray(X, dtype=np.float64)
+        log_joint = np.empty((len(X), len(self.priors)))
+        for c, (mu, A, prior) in enumerate(zip(self.centroids, self.transforms, self.priors)):
+            z = np.linalg.solve(A.T, (X - mu).T).T  # x = z A + mu
+            _, logdet = np.linalg.slogdet(A)
+            log_joint[:, c] = np.log(prior) - 0.5 * (z * z).sum(axis=1) - logdet
+        positive = self.labels == 1
+        clean = np.exp(logsumexp(log_joint[:, positive], axis=1) - logsumexp(log_joint, axis=1))
+        return (1 - self.flip_y) * clean + self.flip_y / 2
+
+
+def _matching_columns(unshuffled: NDArray, shuffled: NDArray) -> NDArray[np.intp]:
+    """For each column of `unshuffled`, the column of `shuffled` holding the same values (rows permuted)."""
+    ours = np.sort(unshuffled, axis=0)
+    theirs = np.sort(np.asarray(shuffled, dtype=unshuffled.dtype), axis=0)
+    match = [int(np.argmin(np.abs(theirs - ours[:, [j]]).max(axis=0))) for j in range(ours.shape[1])]
+    return np.asarray(match)
 
 
 @dataclass(frozen=True)
@@ -288,7 +353,9 @@ class Shards:
             raise AlexpError(f"{self.path}/y.npy holds values other than 0 and 1: {np.setdiff1d(y, (0, 1))[:5]}")
         ids = shards.read_column(self.path, "ids")
         ids = np.arange(len(X), dtype=np.int64) if ids is None else ids
-        return Table(ids, y.astype(np.int64), X, tuple(self.classes))
+        posterior = shards.read_column(self.path, "posterior")  # written by generators that know it
+        extra = {} if posterior is None else {"posterior": posterior.astype(np.float64)}
+        return Table(ids, y.astype(np.int64), X, tuple(self.classes), extra)
 
 
 @dataclass(frozen=True)
@@ -302,7 +369,8 @@ class SyntheticOnDisk(Synthetic):
     with its own random covariance (N(0, 1) @ A, A uniform in [-1, 1]); the other dimensions are N(0, 1)
     noise; each block has round(positive_rate * rows) positives; `flip_y` of the labels are redrawn at random.
     The cluster layout comes from `generator_seed`, block b's rows from the seed (generator_seed, b): the
-    same parameters always give the same folder.
+    same parameters always give the same folder. Each row's Bayes posterior p*(y = 1 | x) is stored beside
+    the labels (`posterior.npy`) and read as the context column `posterior`, as for `Synthetic`.
     """
 
     n_rows: int = 10_000_000  # Synthetic's fields, with these defaults, plus the four below
@@ -323,7 +391,7 @@ class SyntheticOnDisk(Synthetic):
         import hashlib
 
         key = (self.n_rows, self.n_features, self.n_informative, self.n_clusters_per_class, self.positive_rate,
-               self.class_sep, self.flip_y, self.generator_seed, self.block_rows)
+               self.class_sep, self.flip_y, self.generator_seed, self.block_rows, "posterior")
         digest = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
         return Path(self.cache_dir) / f"synthetic-{self.n_rows}x{self.n_features}-{digest}"
 
@@ -348,6 +416,8 @@ class SyntheticOnDisk(Synthetic):
             bits = layout.integers(2, size=(2 * k, inf))
         centroids = ((bits * 2.0 - 1.0) * self.class_sep).astype(np.float32)
         covariance = layout.uniform(-1, 1, size=(2 * k, inf, inf)).astype(np.float32)
+        mixture = Mixture(centroids, covariance, np.repeat([(1 - self.positive_rate) / k, self.positive_rate / k], k),
+                          np.repeat([0, 1], k), self.flip_y)
         params = {"generator": "alexp.data.SyntheticOnDisk", **{f: getattr(self, f) for f in (
             "n_rows", "n_features", "n_informative", "n_clusters_per_class", "positive_rate", "class_sep",
             "flip_y", "generator_seed", "block_rows")}}
@@ -366,4 +436,5 @@ class SyntheticOnDisk(Synthetic):
                     X[rows, :inf] = X[rows, :inf] @ covariance[c] + centroids[c]
                 flip = rng.random(m) < self.flip_y
                 y[flip] = rng.integers(2, size=int(flip.sum()))
-                out.append(X, y=y, ids=np.arange(start, start + m, dtype=np.int64))
+                out.append(X, y=y, ids=np.arange(start, start + m, dtype=np.int64),
+                           posterior=mixture.posterior(X[:, :inf]).astype(np.float32))

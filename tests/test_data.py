@@ -266,6 +266,46 @@ def test_synthetic_rejects_too_few_informative_dims_for_its_clusters():
     assert table.inputs.shape == (200, 4)
 
 
+def test_the_replayed_mixture_rebuilds_make_classifications_rows_exactly():
+    """The posterior's cluster parameters are the generator's own: replaying its stream gives back its rows."""
+    gen = Synthetic(n_rows=3000, n_features=9, n_informative=4, n_clusters_per_class=2, class_sep=0.7,
+                    generator_seed=11)
+    unshuffled, _ = gen._generate(shuffle=False)
+    mixture = gen.mixture()
+    z = np.random.RandomState(11)
+    from sklearn.datasets._samples_generator import _generate_hypercube
+
+    _generate_hypercube(4, 4, z)
+    noise = z.standard_normal(size=(3000, 4))
+    sizes = np.round(mixture.priors * 3000).astype(int)
+    start = 0
+    for c, size in enumerate(sizes):
+        rows = slice(start, start + size)
+        np.testing.assert_allclose(unshuffled[rows, :4], noise[rows] @ mixture.transforms[c] + mixture.centroids[c])
+        start += size
+    assert mixture.labels.tolist() == [0, 1, 0, 1] and start == 3000
+
+
+@pytest.mark.parametrize("flip_y", [0.0, 0.1])
+def test_the_synthetic_posterior_is_calibrated_and_beats_a_fitted_model(flip_y):
+    """p*(y | x) is the truth's own probability: in bins of p* the share of positives is p*, and no model fitted
+    on half the rows ranks the other half better."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+
+    table = Synthetic(n_rows=30_000, class_sep=0.5, flip_y=flip_y, generator_seed=3).load()
+    p, y = table.extra["posterior"], table.y
+    assert abs(p.mean() - y.mean()) < 0.005
+    for low, high in [(0, 0.2), (0.2, 0.8), (0.8, 1)]:
+        inside = (p >= low) & (p < high)
+        gap = abs(y[inside].mean() - p[inside].mean())
+        assert gap < 3 * np.sqrt(p[inside].mean() * (1 - p[inside].mean()) / inside.sum()) + 0.01
+    half = len(y) // 2
+    fitted = LogisticRegression(max_iter=2000).fit(table.inputs[:half], y[:half])
+    assert log_loss(y[half:], p[half:]) < log_loss(y[half:], fitted.predict_proba(table.inputs[half:])[:, 1])
+    assert p.min() >= flip_y / 2 - 1e-12 and p.max() <= 1 - flip_y / 2 + 1e-12
+
+
 # --- real data (ALEXP_DATA_DIR) ------------------------------------------------------------------------------
 
 def data_file(name: str) -> str:

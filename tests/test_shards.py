@@ -121,6 +121,11 @@ def test_the_generator_is_deterministic_and_has_the_asked_shape(tmp_path):
     model = LogisticRegression(max_iter=1000).fit(X[:4000], table.y[:4000])
     assert model.score(X[4000:], table.y[4000:]) > 0.95  # informative dimensions separate the classes
     assert np.abs(model.coef_[0, 4:]).max() < np.abs(model.coef_[0, :4]).max()  # the rest is noise
+    p = table.extra["posterior"]  # the Bayes posterior, stored beside the labels: calibrated, better than the fit
+    assert p.shape == (5000,) and abs(p.mean() - 0.05) < 0.01
+    confident = (p < 0.1) | (p > 0.9)
+    assert (np.round(p[confident]) == table.y[confident]).mean() > 0.99
+    assert (np.round(p[4000:]) == table.y[4000:]).mean() >= model.score(X[4000:], table.y[4000:])
 
 
 def loop(X, X_test, y, y_test, strategy, seed=0):
