@@ -29,7 +29,7 @@ log = logging.getLogger("alexp")
 GROUPS = ("data", "features", "model", "acquisition", "oracle", "budget")
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the checkout's conf/ (editable install)
 # Arguments alexp passes at instantiation, not set in YAML.
-RUNTIME_ARGS = {"oracle": ("truth", "rng", "context"), "scout": ("features",)}
+RUNTIME_ARGS = {"oracle": ("truth", "rng", "context", "pool_features"), "scout": ("features",)}
 # Settings that change neither a run's results (beyond float rounding) nor where it is logged.
 NOT_IN_RUN_KEY = ("progress", "state_dir", "threads")
 NOT_PARAMS = ("tracking", *NOT_IN_RUN_KEY)  # overrides not worth an MLflow param
@@ -94,7 +94,8 @@ def run(cfg: DictConfig) -> None:
                          f"{type(model).__name__} draws none; use model=mlp_head or model=transformer")
     context = {"id": table.ids[pool_rows], **({"text": table.inputs[pool_rows]} if table.is_text else {}),
                **{name: column[pool_rows] for name, column in table.extra.items()}}
-    oracle = build(cfg, "oracle", truth=table.y[pool_rows], rng=stream(cfg.seed, "oracle"), context=context)
+    oracle = build(cfg, "oracle", truth=table.y[pool_rows], rng=stream(cfg.seed, "oracle"), context=context,
+                   pool_features=X_pool)
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     key = run_key(resolved)

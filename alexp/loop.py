@@ -221,7 +221,9 @@ class Loop:
         metrics["positives_labeled"] = float((state.labels[labeled] == 1).sum())
         metrics["cost"] = state.cost
         if self.truth is not None:  # how good the oracle's labels are, against the data's own labels
-            metrics["oracle_kappa"] = agreement(self.truth[labeled], state.labels[labeled])
+            reference = self.oracle.scored_against(self.truth)
+            scored = labeled[reference[labeled] >= 0]  # items without a truth of their own leave the score
+            metrics["oracle_kappa"] = agreement(reference[scored], state.labels[scored])
         metrics.update(self.oracle.metrics(labeled))
         if self.budget.eval_share:  # the seed's second yardstick: agreement with the held-out expert labels
             curated = labeled[self.held_out[labeled]]

@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny rare-positive pool and a seeded generator."""
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,12 @@ class Pool:
     y: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache_dir(tmp_path_factory):
+    """Generated pools and reference probabilities go to a temporary cache, not the user's."""
+    os.environ.setdefault("ALEXP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
 
 
 @pytest.fixture

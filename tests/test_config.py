@@ -28,7 +28,8 @@ def runtime(group):
     truth = np.array([0, 1] * 20)
     return {"truth": truth, "rng": np.random.default_rng(0),
             "context": {"id": np.arange(40), "n_hate_speech": truth * 2, "annotator_count": np.full(40, 3),
-                        "label_abstract_screening": truth}}
+                        "label_abstract_screening": truth},
+            "pool_features": truth[:, None] + np.random.default_rng(1).normal(size=(40, 3))}
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])

@@ -172,3 +172,23 @@ def test_a_curated_eval_split_is_held_out_of_training_and_scored_every_round(poo
     train = np.setdiff1d(labeled, held)
     fitted = models.fit(LogisticRegression(max_iter=500), pool.X[train], state.labels[train], stream_int(0, "model"))
     assert state.history[-1]["curated_kappa"] == agreement(state.labels[held], models.predict(fitted, pool.X[held], 2))
+
+
+def test_oracle_kappa_scores_real_votes_against_the_votes_not_drawn(pool):
+    """With answers drawn from the data's own votes, oracle_kappa uses the leave-rater-out truth and leaves out
+    items that have none; rater_pair_kappa reports the real raters' agreement beside it."""
+    from alexp.oracles import RaterVotes, rater_pair_kappa
+
+    rng = np.random.default_rng(0)
+    count = rng.choice([3, 4, 5], len(pool.y))
+    positives = np.where(pool.y == 1, count - rng.binomial(1, 0.3, len(pool.y)), rng.binomial(1, 0.2, len(pool.y)))
+    loop = make_loop(pool)
+    loop.oracle = RaterVotes(stream(0, "oracle"), {"n_hate_speech": positives, "annotator_count": count})
+    state = loop.run()
+    rows = state.selected()
+    truth = loop.oracle.held_out_truth[rows]
+    last = state.history[-1]
+    assert (truth == -1).any() and last["oracle_kappa"] == pytest.approx(
+        cohen_kappa_score(truth[truth >= 0], state.labels[rows][truth >= 0]))
+    assert last["oracle_kappa"] != pytest.approx(cohen_kappa_score(pool.y[rows], state.labels[rows]))
+    assert last["rater_pair_kappa"] == pytest.approx(rater_pair_kappa(positives[rows], count[rows]))

@@ -16,7 +16,8 @@ class Oracle:
     """Base of oracles: `request(ids)` asks for labels of pool rows; `collect()` returns {row: label} for the
     last request, or None while a person has not answered yet (the loop then saves its state and stops).
     `cost(ids)` prices a batch (cost_per_label each unless an oracle says otherwise); `metrics(rows)` reports
-    oracle-side figures (none by default); `where()` says where answers are expected."""
+    oracle-side figures (none by default); `scored_against(truth)` is the truth its answers are scored against;
+    `where()` says where answers are expected."""
 
     def __init__(self, cost_per_label: float = 1.0):
         if cost_per_label < 0:
@@ -34,6 +35,11 @@ class Oracle:
 
     def metrics(self, rows: NDArray[np.intp]) -> dict[str, float]:
         return {}
+
+    def scored_against(self, truth: NDArray[np.int64]) -> NDArray[np.int64]:
+        """The truth this oracle's answers are scored against (`oracle_kappa`): the data's labels, unless those
+        contain the answers themselves (then a truth without them; -1 marks an item with none)."""
+        return truth
 
     def where(self) -> str:
         return f"the oracle ({type(self).__name__})"

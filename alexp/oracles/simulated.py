@@ -9,6 +9,7 @@ labeled subset the realized rates then vary only by sampling without replacement
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from itertools import combinations
@@ -18,6 +19,7 @@ from numpy.typing import NDArray
 from scipy.optimize import brentq
 
 from alexp import AlexpError
+from alexp.metrics import agreement
 from alexp.oracles.base import Oracle, accepted
 
 
@@ -134,7 +136,16 @@ class TargetKappa(Simulated):
 
 
 class RaterVotes(Simulated):
-    """Instance-dependent noise from real rater votes: answers positive with the item's own vote share.
+    """Real rater votes as answers: each item's answer comes from `n_raters` of its own raters, drawn without
+    replacement from its vote counts (one vote: positive with the item's vote share), aggregated by majority
+    (ties to a seeded coin) or Dawid-Skene. Cost per item: n_raters x `cost_per_label`.
+
+    The data's truth for such an item is the majority of all its votes, the drawn ones included, so scoring
+    the answer against it would be circular (one Davidson vote agrees with that majority at kappa ~.55, with
+    another rater at ~.24). The answer is scored against the *leave-rater-out truth* instead: the majority of
+    the votes not drawn. An item whose remaining votes tie, or with none left, has no such truth and leaves
+    `oracle_kappa` (it is not guessed). Each round also logs `rater_pair_kappa`: the kappa of two distinct
+    real raters of the labeled items, the data's own rater-vs-rater agreement, for comparison.
 
     Needs the data's context columns `votes_column` (positive votes) and `count_column` (raters per item),
     e.g. Davidson's n_hate_speech and annotator_count.
@@ -142,14 +153,56 @@ class RaterVotes(Simulated):
 
     def __init__(self, rng: np.random.Generator, context: Mapping | None = None,
                  votes_column: str = "n_hate_speech", count_column: str = "annotator_count",
-                 cost_per_label: float = 1.0):
+                 n_raters: int = 1, aggregate: str = "majority", cost_per_label: float = 1.0):
         context = context or {}
         missing = [c for c in (votes_column, count_column) if c not in context]
         if missing:
             raise AlexpError(f"rater_votes needs data context columns {missing}; add them to "
                              f"data.context_columns (have: {sorted(context)})")
-        share = np.asarray(context[votes_column], dtype=float) / np.asarray(context[count_column], dtype=float)
-        super().__init__((rng.random(len(share)) < share).astype(np.int64), cost_per_label)
+        positives = np.asarray(context[votes_column], dtype=np.int64)
+        count = np.asarray(context[count_column], dtype=np.int64)
+        if n_raters < 1 or n_raters > count.min():
+            raise AlexpError(f"n_raters must be between 1 and the fewest votes an item has ({count.min()}), "
+                             f"got {n_raters}")
+        votes, left_positive, left = draw_votes(positives, count, n_raters, rng)
+        answers = votes[:, 0] if n_raters == 1 else _aggregate(votes, aggregate, rng)
+        super().__init__(answers, cost_per_label * n_raters, votes)
+        self.held_out_truth = np.where((left == 0) | (2 * left_positive == left), -1,
+                                       (2 * left_positive > left).astype(np.int64))
+        self._positives, self._count = positives, count
+
+    def scored_against(self, truth: NDArray) -> NDArray[np.int64]:
+        return self.held_out_truth
+
+    def metrics(self, rows: NDArray[np.intp]) -> dict[str, float]:
+        return {"rater_pair_kappa": rater_pair_kappa(self._positives[rows], self._count[rows])}
+
+
+def draw_votes(positives: NDArray, count: NDArray, k: int, rng: np.random.Generator
+               ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """k of each item's real votes, drawn without replacement: (votes n x k, positive votes left, votes left)."""
+    left_positive, left = np.asarray(positives, dtype=np.int64).copy(), np.asarray(count, dtype=np.int64).copy()
+    votes = np.empty((len(left), k), dtype=np.int64)
+    for j in range(k):
+        votes[:, j] = rng.random(len(left)) * left < left_positive
+        left_positive -= votes[:, j]
+        left -= 1
+    return votes, left_positive, left
+
+
+def rater_pair_kappa(positives: NDArray, count: NDArray) -> float:
+    """Cohen's kappa of two distinct raters drawn at random from each item's real votes, in expectation: the
+    chance two of an item's votes agree, h(h-1) + (c-h)(c-h-1) over c(c-1), averaged, against the agreement
+    expected by chance from the overall vote share. Items with fewer than 2 votes are left out."""
+    h, c = np.asarray(positives, dtype=float), np.asarray(count, dtype=float)
+    keep = c >= 2
+    h, c = h[keep], c[keep]
+    if not len(c):
+        return float("nan")
+    observed = np.mean((h * (h - 1) + (c - h) * (c - h - 1)) / (c * (c - 1)))
+    share = np.mean(h / c)
+    chance = share**2 + (1 - share) ** 2
+    return float((observed - chance) / (1 - chance)) if chance < 1 else float("nan")
 
 
 class Column(Simulated):
@@ -170,124 +223,70 @@ class Column(Simulated):
         super().__init__((values == positive).astype(np.int64), cost_per_label)
 
 
-def calibration_rows(truth: NDArray, difficulty: NDArray, calibrate_on: str, hard_share: float,
-                     rng: np.random.Generator) -> NDArray[np.intp]:
-    """The items a rater's quality is calibrated on: the whole pool, the hardest `hard_share` of it, or a
-    class-balanced sample (every item of the rarer class and as many seeded picks of the other)."""
-    n = len(truth)
-    if calibrate_on == "pool":
-        return np.arange(n)
-    if calibrate_on == "hard":
-        _check_rate("hard_share", hard_share)
-        order = np.lexsort((rng.random(n), -np.asarray(difficulty, dtype=float)))  # hardest first, ties seeded
-        return np.sort(order[:max(2, round(hard_share * n))])
-    if calibrate_on == "balanced":
-        pos, neg = np.flatnonzero(truth == 1), np.flatnonzero(truth == 0)
-        rare, common = (pos, neg) if len(pos) <= len(neg) else (neg, pos)
-        return np.sort(np.concatenate([rare, rng.choice(common, len(rare), replace=False)]))
-    raise AlexpError(f"calibrate_on must be pool, hard or balanced, got {calibrate_on!r}")
-
-
-def difficulty_errors(truth: NDArray, difficulty: NDArray, kappa: float, concentration: float,
-                      rows: NDArray[np.intp], rng: np.random.Generator, positive_bias: float = 1.0
-                      ) -> NDArray[np.int64]:
-    """Answers whose errors fall on hard items: Cohen's kappa `kappa` against the truth on `rows`.
-
-    Each item's weight is difficulty^concentration (0: every item alike, today's calibrated flips; larger:
-    errors crowd onto the hardest items). Items to flip are drawn per class by weighted sampling without
-    replacement (Efraimidis-Spirakis keys, fixed once), so a larger error level only adds flips. The number of
-    flipped negatives k (and round(positive_bias * k * positives / negatives) flipped positives) is the one
-    whose kappa on `rows` is nearest the target."""
-    if not 0 <= kappa <= 1:
-        raise AlexpError(f"kappa must be in [0, 1], got {kappa!r}")
-    if concentration < 0:
-        raise AlexpError(f"concentration must be >= 0, got {concentration!r}")
-    truth = np.asarray(truth, dtype=np.int64)
-    d = np.asarray(difficulty, dtype=float)
-    if d.shape != truth.shape or np.isnan(d).any() or d.min() < 0 or d.max() > 1:
-        raise AlexpError("item difficulties must be one value in [0, 1] per pool item")
-    with np.errstate(divide="ignore"):
-        keys = np.log(rng.random(len(truth))) / (d ** concentration if concentration else np.ones_like(d))
-    order = {c: np.flatnonzero(truth == c)[np.argsort(-keys[truth == c], kind="stable")] for c in (0, 1)}
-    n0, n1 = len(order[0]), len(order[1])
-    in_rows = np.zeros(len(truth), dtype=bool)
-    in_rows[rows] = True
-
-    def answers(k: int) -> NDArray[np.int64]:
-        out = truth.copy()
-        out[order[0][:k]] = 1
-        out[order[1][:min(n1, round(positive_bias * k * n1 / max(n0, 1)))]] = 0
-        return out
-
-    def kappa_at(k: int) -> float:
-        from alexp.metrics import agreement
-
-        return agreement(truth[in_rows], answers(k)[in_rows])
-
-    lo, hi = 0, n0  # kappa falls as k grows: find the last k with kappa >= target
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if kappa_at(mid) >= kappa else (lo, mid - 1)
-    best = min((lo, min(lo + 1, n0)), key=lambda k: abs(kappa_at(k) - kappa))
-    return answers(best)
-
-
-def vote_difficulty(votes: NDArray, count: NDArray) -> NDArray[np.float64]:
-    """How split the raters of each item were: 1 - |2 * share - 1| (0 unanimous, 1 an even split)."""
-    share = np.asarray(votes, dtype=float) / np.asarray(count, dtype=float)
-    return 1 - np.abs(2 * share - 1)
-
-
-class Difficulty(Simulated):
-    """A rater of a given quality whose errors fall on hard items (label noise that depends on the item).
-
-    Each item has a difficulty in [0, 1]: `difficulty: votes` takes how split the data's own raters were
-    (`votes_column` / `count_column`, e.g. Davidson's), `difficulty: column` reads `difficulty_column` from the
-    data's context columns. `concentration` 0 spreads errors evenly (today's calibrated flips); larger values put
-    them on the hardest items (at 8, over 80% land on the hardest fifth of uniformly hard items). The error level
-    is solved so that the rater's Cohen's kappa against the truth is `kappa` on the calibration set: the `pool`,
-    its `hard` items (the hardest `hard_share`), or a class-`balanced` sample, so "a kappa .8 expert" can mean
-    .8 where an active learner asks. Runs log the realized `oracle_kappa` on the items actually labeled."""
-
-    def __init__(self, truth: NDArray, rng: np.random.Generator, context: Mapping | None = None,
-                 kappa: float = 0.8, concentration: float = 2.0, difficulty: str = "votes",
-                 votes_column: str = "n_hate_speech", count_column: str = "annotator_count",
-                 difficulty_column: str | None = None, calibrate_on: str = "pool", hard_share: float = 0.2,
-                 positive_bias: float = 1.0, cost_per_label: float = 1.0):
-        context = context or {}
-        if difficulty == "votes":
-            needed = [votes_column, count_column]
-        elif difficulty == "column":
-            needed = [difficulty_column]
-        else:
-            raise AlexpError(f"difficulty must be votes or column, got {difficulty!r}")
-        missing = [c for c in needed if c not in context]
-        if missing:
-            raise AlexpError(f"oracle=difficulty ({difficulty}) needs data context columns {missing}; add them to "
-                             f"data.context_columns (have: {sorted(k for k in context if k not in ('id', 'text'))})")
-        d = (vote_difficulty(context[votes_column], context[count_column]) if difficulty == "votes"
-             else np.asarray(context[difficulty_column], dtype=float))
-        self.difficulty = d
-        self.calibration = calibration_rows(np.asarray(truth), d, calibrate_on, hard_share, rng)
-        super().__init__(difficulty_errors(truth, d, kappa, concentration, self.calibration, rng, positive_bias),
-                         cost_per_label)
-
-
 class Crowd(Simulated):
-    """`n_raters` independent simulated raters per item, aggregated by majority vote or Dawid-Skene.
+    """`n_raters` simulated raters per item, aggregated by majority vote or Dawid-Skene.
 
     `rater` builds one rater (any simulated oracle, partially configured). The cost of an item is
     n_raters x the crowd's `cost_per_label` (the pay per answer). Dawid-Skene (crowd-kit) is fitted once on
     every pool item's votes, as when a crowd labels the whole pool; majority ties go to a seeded coin.
+
+    `shared_errors` in [0, 1] is how much the raters err together. At 0 they err independently, and volume
+    averages their errors away. Above 0 the raters' error draws are correlated per item (a Gaussian copula
+    with correlation `shared_errors`), so with a rater whose errors follow item difficulty
+    (alexp.oracles.Difficulty) a hard item fools most of the crowd at once and no aggregation recovers it;
+    at 1 every rater gives the same answers. Each rater keeps its own calibrated quality either way.
+
+    `kappa`, when set, is the quality of the crowd's aggregated label: Cohen's kappa against the truth over
+    the pool (e.g. the seed's crowd-expert .59 or .41). The raters' own `kappa` is then solved for it, by
+    bisection to within 0.005 where the crowd can reach it.
     """
 
     def __init__(self, truth: NDArray, rng: np.random.Generator, rater: Callable[..., Simulated],
                  n_raters: int = 3, aggregate: str = "majority", cost_per_label: float = 0.1,
-                 context: Mapping | None = None):
+                 shared_errors: float = 0.0, kappa: float | None = None, context: Mapping | None = None,
+                 pool_features=None):
         if n_raters < 1:
             raise AlexpError(f"n_raters must be >= 1, got {n_raters}")
-        votes = _votes(truth, rng, rater, n_raters, context)
-        super().__init__(_aggregate(votes, aggregate, rng), cost_per_label * n_raters, votes)
+        _check_rate("shared_errors", shared_errors)
+        if shared_errors and "uniforms" not in inspect.signature(rater).parameters:
+            raise AlexpError(f"shared_errors needs raters whose errors follow per-item draws "
+                             f"(alexp.oracles.Difficulty); {_name(rater)} has none")
+        truth = np.asarray(truth)
+        seeds = rng.integers(0, 2**63 - 1, n_raters)
+        common = rng.standard_normal(len(truth)) if shared_errors else None
+        runtime = dict(truth=truth, context=context, pool_features=pool_features)
+
+        def votes(**overrides) -> NDArray[np.int64]:
+            return _votes(rater, seeds, shared_errors, common, runtime, overrides)
+
+        if kappa is None:
+            self.rater_kappa = None
+            answers = votes()
+            super().__init__(_aggregate(answers, aggregate, rng), cost_per_label * n_raters, answers)
+            return
+        _check_rate("kappa", kappa)
+        if "kappa" not in inspect.signature(rater).parameters:
+            raise AlexpError(f"a crowd kappa is reached by solving its raters' kappa; {_name(rater)} has none "
+                             "(use alexp.oracles.TargetKappa or alexp.oracles.Difficulty raters)")
+        coin = rng.integers(0, 2**63 - 1)
+
+        def crowd(k: float) -> NDArray[np.int64]:
+            return _aggregate(votes(kappa=k), aggregate, np.random.default_rng(coin))
+
+        low, high = 0.0, 1.0  # the crowd's kappa grows with its raters'
+        while high - low > 1e-3:
+            mid = (low + high) / 2
+            got = agreement(truth, crowd(mid))
+            if abs(got - kappa) <= 0.005:
+                low = high = mid
+            elif got < kappa:
+                low = mid
+            else:
+                high = mid
+        self.rater_kappa = (low + high) / 2
+        answers = votes(kappa=self.rater_kappa)
+        super().__init__(_aggregate(answers, aggregate, np.random.default_rng(coin)), cost_per_label * n_raters,
+                         answers)
 
 
 class ExpertPanel(Simulated):
@@ -332,10 +331,26 @@ def pairwise_kappa(votes: NDArray) -> float:
     return float(np.nan_to_num(np.mean(pairs)))
 
 
-def _votes(truth, rng, rater, n_raters, context) -> NDArray[np.int64]:
-    seeds = rng.integers(0, 2**63 - 1, n_raters)
-    return np.stack([rater(**accepted(rater, truth=truth, rng=np.random.default_rng(s), context=context)).answers
-                     for s in seeds], axis=1)
+def _votes(rater, seeds, shared_errors, common, runtime, overrides) -> NDArray[np.int64]:
+    """One column of answers per rater seed; raters take only the runtime arguments they name."""
+    from scipy.stats import norm
+
+    raters = []
+    for s in seeds:
+        rng = np.random.default_rng(s)
+        extra = dict(runtime)
+        if shared_errors:  # uniforms Phi(sqrt(r) z_item + sqrt(1 - r) e_rater): each uniform, pairwise correlated
+            extra["uniforms"] = norm.cdf(np.sqrt(shared_errors) * common
+                                         + np.sqrt(1 - shared_errors) * rng.standard_normal(len(common)))
+        raters.append(rater(**overrides, **accepted(rater, rng=rng, **extra)))
+    if any(hasattr(r, "held_out_truth") for r in raters):
+        raise AlexpError("a crowd of rater_votes raters could draw one real vote twice and be scored against "
+                         "its own votes; use oracle=rater_votes with n_raters instead")
+    return np.stack([r.answers for r in raters], axis=1)
+
+
+def _name(fn) -> str:
+    return getattr(getattr(fn, "func", fn), "__name__", repr(fn))
 
 
 def _aggregate(votes: NDArray, how: str, rng: np.random.Generator) -> NDArray[np.int64]:
