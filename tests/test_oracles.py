@@ -362,7 +362,9 @@ def test_reference_difficulty_is_out_of_fold_cached_and_refuses_a_pool_on_disk(t
         raise AssertionError("refitted instead of reading the cache")
 
     monkeypatch.setattr("sklearn.model_selection.cross_val_predict", refit)
-    np.testing.assert_array_equal(module.reference_proba(X, y, tmp_path), proba)
+    module._REFERENCE.clear()
+    np.testing.assert_array_equal(module.reference_proba(X, y, tmp_path), proba)  # from the file
+    np.testing.assert_array_equal(module.reference_proba(X, y), proba)  # from memory
     monkeypatch.undo()
     assert module.reference_proba(sparse.csr_matrix(X), y, tmp_path).shape == (2000,)  # sparse features hash too
     oracle = Difficulty(y, np.random.default_rng(0), pool_features=X, kappa=0.6, concentration=4.0,

@@ -23,6 +23,7 @@ from alexp import AlexpError
 from alexp.oracles.simulated import Simulated, _check_rate
 
 SOURCES = ("posterior", "votes", "reference", "column")
+_REFERENCE: dict[str, NDArray] = {}  # reference probabilities computed in this process, by content hash
 
 
 def calibration_rows(truth: NDArray, difficulty: NDArray, calibrate_on: str, hard_share: float,
@@ -116,8 +117,8 @@ def reference_proba(X, y: NDArray, cache_dir: str | Path | None = None, folds: i
     """Out-of-fold P(y = 1 | x) of a logistic regression (C = 1, unweighted, so its probabilities estimate
     P(y | x) rather than a rebalanced one) fitted on the pool's
     features and true labels, `folds`-fold stratified with a fixed seed: each item's probability comes from a
-    model that never saw it. A proxy for difficulty, not the truth about it. Cached under `cache_dir` by a hash
-    of the features and labels, so every run on the same pool reuses it."""
+    model that never saw it. A proxy for difficulty, not the truth about it. Kept in memory and under
+    `cache_dir` by a hash of the features and labels, so every rater and every run on the same pool reuses it."""
     from scipy import sparse
 
     from alexp.shards import is_disk
@@ -132,9 +133,12 @@ def reference_proba(X, y: NDArray, cache_dir: str | Path | None = None, folds: i
     parts = (X.data, X.indices, X.indptr, np.asarray(X.shape)) if sparse.issparse(X) else (np.ascontiguousarray(X),)
     for part in (*parts, y):
         digest.update(np.ascontiguousarray(part).tobytes())
-    file = Path(cache_dir) / f"reference-proba-{digest.hexdigest()[:20]}.npy" if cache_dir else None
+    key = digest.hexdigest()[:20]
+    file = Path(cache_dir) / f"reference-proba-{key}.npy" if cache_dir else None
+    if key in _REFERENCE:
+        return _REFERENCE[key]
     if file is not None and file.is_file():
-        return np.load(file)
+        return _REFERENCE.setdefault(key, np.load(file))
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
@@ -146,7 +150,7 @@ def reference_proba(X, y: NDArray, cache_dir: str | Path | None = None, folds: i
         partial = file.with_suffix(f".{os.getpid()}.tmp.npy")
         np.save(partial, proba)
         os.replace(partial, file)  # whole or absent, even with parallel jobs
-    return proba
+    return _REFERENCE.setdefault(key, proba)
 
 
 def item_difficulty(source: str, truth: NDArray, context: Mapping, pool_features=None, *,
