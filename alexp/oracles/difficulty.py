@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alexp import AlexpError
+from alexp.metrics import agreement
 from alexp.oracles.simulated import Simulated, _check_rate
 
 SOURCES = ("posterior", "votes", "reference", "column")
@@ -91,8 +92,6 @@ def difficulty_errors(truth: NDArray, difficulty: NDArray, kappa: float, concent
         return out
 
     def kappa_at(t: int) -> float:
-        from alexp.metrics import agreement
-
         return agreement(truth[in_rows], answers(t)[in_rows])
 
     lo, hi = 0, len(truth)  # kappa falls as t grows: find the last t with kappa >= target
