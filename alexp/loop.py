@@ -157,6 +157,9 @@ class Loop:
                 started = time.perf_counter()
                 state.pending = self._select(state, fitted, n)
                 self._select_seconds = time.perf_counter() - started
+                if state.round >= 0 or self.budget.initial == 0:
+                    self.log_metrics(self._pick_metrics(fitted if state.round >= 0 else self.scout, state.pending),
+                                     state.n_labeled + len(state.pending))
                 self._save(state)
                 self.oracle.request(state.pending)
 
@@ -172,6 +175,17 @@ class Loop:
                 raise RuntimeError(f"{type(self.acquisition).__name__} returned an invalid batch: "
                                    f"{len(ids)} ids ({len(np.unique(ids))} unique) for n={n}")
         return ids.astype(np.intp)
+
+    def _pick_metrics(self, model, ids: NDArray[np.intp]) -> dict[str, float]:
+        """What the acquisition did this round (tracker only, at the label count once the batch is in):
+        `pick_distance`, the median distance of the picks' positive-class probability from the model's decision
+        threshold (its `threshold_`, else 0.5; binary models), and the strategy's own `stats`, if it keeps any
+        (boundary_pairs: overlap share, contact ratio, margin fallback)."""
+        out = {name: float(v) for name, v in getattr(self.acquisition, "stats", {}).items()}
+        if self.n_classes == 2 and len(ids):
+            p = models.predict_proba(model, self.X[np.sort(ids)], 2)[:, 1]
+            out["pick_distance"] = float(np.median(np.abs(p - getattr(model, "threshold_", 0.5))))
+        return out
 
     def _accept(self, state: LoopState, answers: dict[int, int]) -> None:
         """Record answers (all of the request, or part of it: the rest stays pending) and save at once."""

@@ -182,13 +182,33 @@ def test_boundary_pairs_straddle_a_known_boundary_and_spread_along_it():
     assert mid_y.max() - mid_y.min() > 6  # covers the boundary, not one spot of it
 
 
+def test_boundary_pairs_overlap_test_keeps_only_clusters_that_meet():
+    # Two classes split by x = 0, each a column of 4 well separated blobs along y: only the blobs facing each
+    # other across x = 0 at the same height meet; the 12 cross pairs at different heights must not pass.
+    rng = np.random.default_rng(0)
+    heights = np.repeat([-30.0, -10.0, 10.0, 30.0], 100)
+    left = np.column_stack([-np.abs(rng.normal(0, 1, 400)), heights + rng.normal(0, 1, 400)])
+    X = np.vstack([left, left * [-1, 1]])
+    model = LogisticRegression()
+    model.classes_, model.coef_, model.intercept_ = np.array([0, 1]), np.array([[4.0, 0.0]]), np.array([0.0])
+    strategy = BoundaryPairs(n_clusters=4, members_per_side=50)
+    picks = strategy(model, PoolView(X, np.full(800, -1)), 8, rng)
+    assert strategy.stats["pairs_overlap_share"] == 4 / 16 and strategy.stats["pairs_fallback"] == 0
+    pairs = picks.reshape(-1, 2)
+    np.testing.assert_allclose(X[pairs[:, 0], 1], X[pairs[:, 1], 1], atol=5)  # partners at the same height
+    assert len(np.unique(np.floor(X[picks, 1] / 20))) == 4  # one pair per meeting blob pair
+
+
 def test_boundary_pairs_fall_back_to_margin_when_no_clusters_overlap():
     X = np.vstack([np.random.default_rng(1).normal(-20, 1, (50, 2)), np.random.default_rng(2).normal(20, 1, (50, 2))])
     model = LogisticRegression()
     model.classes_, model.coef_, model.intercept_ = np.array([0, 1]), np.array([[1.0, 0.0]]), np.array([0.0])
     view = PoolView(X, np.full(100, -1))
-    got = BoundaryPairs(n_clusters=2)(model, view, 6, np.random.default_rng(0))
+    strategy = BoundaryPairs(n_clusters=2)
+    got = strategy(model, view, 6, np.random.default_rng(0))
     np.testing.assert_array_equal(got, Margin()(model, view, 6, np.random.default_rng(0)))
+    assert strategy.stats == {"pairs_overlap_share": 0.0, "pairs_contact_ratio": strategy.stats["pairs_contact_ratio"],
+                              "pairs_fallback": 6.0} and strategy.stats["pairs_contact_ratio"] > 10
 
 
 def test_a_heterogeneous_committee_from_the_command_line_runs(pool):

@@ -22,8 +22,11 @@ def make_loop(pool, acquisition=None, budget=None, seed=0, model=None, **kw):
 
 def test_steps_are_label_counts_and_rounds_label_batches(pool):
     logged = []
-    state = make_loop(pool, log_metrics=lambda m, step: logged.append((step, m["kappa"]))).run()
-    assert [s for s, _ in logged] == [10, 20, 30, 40, 50, 60]
+    state = make_loop(pool, log_metrics=lambda m, step: logged.append((step, m))).run()
+    assert [s for s, m in logged if "kappa" in m] == [10, 20, 30, 40, 50, 60]
+    # each acquired batch's distance from the decision threshold, at the label count once it is in
+    picks = [(s, m) for s, m in logged if "pick_distance" in m]
+    assert [s for s, _ in picks] == [20, 30, 40, 50, 60] and all(0 <= m["pick_distance"] <= 0.5 for _, m in picks)
     assert state.finished and state.n_labeled == 60
     np.testing.assert_array_equal(np.bincount(state.labeled_in[state.labeled_in >= 0]), [10] * 6)
     assert [h["n_labels"] for h in state.history] == [10, 20, 30, 40, 50, 60]

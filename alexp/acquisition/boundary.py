@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -20,7 +20,6 @@ class Cluster:
     label: int  # the predicted class of its members
     rows: NDArray[np.intp]  # positions in the candidate array
     centroid: NDArray
-    radius: float
 
 
 @dataclass(frozen=True)
@@ -34,17 +33,25 @@ class BoundaryPairs:
     1. Predict every candidate's class with the current model (candidates: the unlabeled pool, or a seeded
        random subsample of `max_candidates`; with null, 100,000 of a pool on disk).
     2. k-means each predicted class separately in the feature space (`n_clusters` per class, fewer for small
-       classes). A cluster's radius is the `radius_quantile` quantile of its members' distances to its centroid.
-    3. Two clusters of opposite labels overlap when the distance between their centroids is at most
-       `overlap * (radius_a + radius_b)`. Overlapping pairs are ranked by that distance over the radius sum
-       (most overlapping first).
-    4. In each overlapping cluster pair, the `members_per_side` members of each side nearest to the other
-       side's centroid are matched: item pairs are the mutual nearest neighbours across the two sides.
+       classes; fitted on a seeded sample of at most `fit_sample` members, then every member goes to its
+       nearest centroid).
+    3. For each pair of clusters of opposite labels, take the `members_per_side` members of each side nearest
+       to the other side's centroid. The pair's *contact ratio* is the distance of its nearest opposite-label
+       item pair over the median distance from those members to their nearest member on their own side: at
+       most 1, the two clusters come as close somewhere as neighbours within a cluster do, so they meet; well
+       above 1, a gap separates them. Cluster pairs with a ratio of at most `overlap` overlap, most overlapping
+       first. (A model whose predictions split the feature space by a plane, like logistic regression on the
+       same features, never gives clusters that interpenetrate: touching is what overlap can mean there.)
+    4. In each overlapping cluster pair, item pairs are the mutual nearest neighbours across the two sides.
     5. Cover the space: the overlapping cluster pairs take turns (round-robin, most overlapping first); on its
        turn a cluster pair gives its item pair whose midpoint is farthest from the midpoints already chosen
        (its nearest pair on the first turn). Both members of each chosen pair join the batch; an odd batch
        ends with the predicted-positive member of the last pair.
     6. If no clusters overlap, or the pairs run out, the rest of the batch is filled by margin sampling.
+
+    After each call, `stats` holds what the step did: the share of opposite-label cluster pairs that
+    overlapped, their median contact ratio, and how many picks margin sampling filled (the loop logs them as
+    `pairs_overlap_share`, `pairs_contact_ratio` and `pairs_fallback`).
 
     Departures from the blog: it names no clustering method, overlap test or coverage rule, so steps 2, 3 and
     5 are alexp's choices; it sends pairs to several experts and splits their labels into fine-tune and eval
@@ -55,18 +62,19 @@ class BoundaryPairs:
 
     n_clusters: int = 10
     overlap: float = 1.0
-    radius_quantile: float = 0.9
-    members_per_side: int = 200
+    members_per_side: int = 100
+    fit_sample: int = 20_000
     max_candidates: int | None = None
     chunk_size: int = 65_536
+    stats: dict = field(default_factory=dict, compare=False, repr=False)  # diagnostics of the last call
 
     def __post_init__(self):
-        if self.n_clusters < 1 or self.members_per_side < 1:
-            raise AlexpError(f"n_clusters and members_per_side must be >= 1, got {self.n_clusters}, "
-                             f"{self.members_per_side}")
-        if not 0 < self.radius_quantile <= 1 or self.overlap <= 0:
-            raise AlexpError(f"need 0 < radius_quantile <= 1 and overlap > 0, got {self.radius_quantile}, "
-                             f"{self.overlap}")
+        if self.n_clusters < 1 or self.members_per_side < 2 or self.fit_sample < 1:
+            raise AlexpError(f"n_clusters and fit_sample must be >= 1 and members_per_side >= 2, got "
+                             f"{self.n_clusters}, {self.fit_sample}, {self.members_per_side}")
+        if self.overlap <= 0:
+            raise AlexpError(f"overlap must be > 0 (a contact ratio; 1 = opposite neighbours as near as own "
+                             f"ones), got {self.overlap}")
 
     def __call__(self, model, pool: PoolView, n: int, rng: np.random.Generator) -> NDArray[np.intp]:
         rows = candidates(pool, self.max_candidates, rng)
@@ -79,8 +87,14 @@ class BoundaryPairs:
         with threadpool_limits(limits=1):
             clusters = [c for label in np.unique(labels)
                         for c in self.cluster_class(X, np.flatnonzero(labels == label), int(label), rng)]
-            turns = [self.item_pairs(X, a, b) for a, b in self.overlapping(clusters)]
-            chosen = rows[cover(X, [t for t in turns if len(t)], labels, n)]
+            scored = self.contacts(X, clusters)
+            turns = [pairs for ratio, pairs in scored if ratio <= self.overlap and len(pairs)]
+            chosen = rows[cover(X, turns, labels, n)]
+        self.stats.clear()
+        self.stats.update(pairs_overlap_share=float(np.mean([r <= self.overlap for r, _ in scored]))
+                          if scored else float("nan"),
+                          pairs_contact_ratio=float(np.median([r for r, _ in scored])) if scored else float("nan"),
+                          pairs_fallback=float(n - len(chosen)))
         if len(chosen) < n:
             rest = pool.restrict(np.setdiff1d(pool.unlabeled(), chosen))
             chosen = np.concatenate([chosen, Margin(self.chunk_size)(model, rest, n - len(chosen), rng)])
@@ -95,37 +109,55 @@ class BoundaryPairs:
             assign = np.zeros(len(members), dtype=int)
         else:
             seed = int(rng.integers(2**31 - 1))
+            fit = members if len(members) <= self.fit_sample else \
+                np.sort(np.random.default_rng(seed).choice(members, self.fit_sample, replace=False))
             # 50 Lloyd iterations locate the regions well enough; sklearn's default 300 dominates the round.
-            assign = KMeans(n_clusters=k, n_init=1, max_iter=50, random_state=seed).fit_predict(X[members])
+            km = KMeans(n_clusters=k, n_init=1, max_iter=50, random_state=seed).fit(X[fit])
+            assign = km.predict(X[members])
         out = []
         for c in range(k):
             own = members[assign == c]
-            centroid = np.asarray(X[own].mean(axis=0)).ravel()
-            dist = euclidean_distances(X[own], centroid[None]).ravel()
-            out.append(Cluster(label, own, centroid, float(np.quantile(dist, self.radius_quantile))))
+            if len(own):
+                out.append(Cluster(label, own, np.asarray(X[own].mean(axis=0)).ravel()))
         return out
 
-    def overlapping(self, clusters: list[Cluster]) -> list[tuple[Cluster, Cluster]]:
-        """Pairs of clusters with different labels that overlap, most overlapping first."""
+    def contacts(self, X, clusters: list[Cluster]) -> list[tuple[float, NDArray[np.intp]]]:
+        """(contact ratio, item pairs) of every pair of clusters with different labels, lowest ratio first.
+
+        Item pairs are the mutual nearest neighbours across the two sides, as (pairs x 2) candidate positions,
+        nearest first."""
+        sides = self.sides(X, clusters)
         scored = []
         for i, a in enumerate(clusters):
-            for b in clusters[i + 1:]:
-                if a.label != b.label:
-                    ratio = np.linalg.norm(a.centroid - b.centroid) / max(a.radius + b.radius, 1e-12)
-                    if ratio <= self.overlap:
-                        scored.append((ratio, a, b))
+            for j, b in enumerate(clusters):
+                if j <= i or a.label == b.label:
+                    continue
+                side_a, side_b = sides[i, j], sides[j, i]
+                d = euclidean_distances(X[side_a], X[side_b])
+                own = [_nearest_own(X, s) for s in (side_a, side_b)]
+                own = np.concatenate([o for o in own if len(o)])
+                cross = np.concatenate([d.min(axis=1), d.min(axis=0)])
+                ratio = float(cross.min() / max(np.median(own), 1e-12)) if len(own) else float("inf")
+                a_to_b, b_to_a = d.argmin(axis=1), d.argmin(axis=0)
+                mutual = np.flatnonzero(b_to_a[a_to_b] == np.arange(len(side_a)))
+                order = np.argsort(d[mutual, a_to_b[mutual]], kind="stable")
+                scored.append((ratio, np.stack([side_a[mutual[order]], side_b[a_to_b[mutual[order]]]], axis=1)))
         scored.sort(key=lambda t: t[0])
-        return [(a, b) for _, a, b in scored]
+        return scored
 
-    def item_pairs(self, X, a: Cluster, b: Cluster) -> NDArray[np.intp]:
-        """Mutual nearest neighbours across two clusters, as (pairs x 2) candidate positions, nearest first."""
-        side_a = _nearest_to(X, a.rows, b.centroid, self.members_per_side)
-        side_b = _nearest_to(X, b.rows, a.centroid, self.members_per_side)
-        d = euclidean_distances(X[side_a], X[side_b])
-        a_to_b, b_to_a = d.argmin(axis=1), d.argmin(axis=0)
-        mutual = np.flatnonzero(b_to_a[a_to_b] == np.arange(len(side_a)))
-        order = np.argsort(d[mutual, a_to_b[mutual]], kind="stable")
-        return np.stack([side_a[mutual[order]], side_b[a_to_b[mutual[order]]]], axis=1)
+    def sides(self, X, clusters: list[Cluster]) -> dict[tuple[int, int], NDArray[np.intp]]:
+        """(i, j) -> the members_per_side members of cluster i nearest cluster j's centroid (opposite labels
+        only): one distance computation per cluster against all the other class's centroids."""
+        out = {}
+        for i, a in enumerate(clusters):
+            others = [j for j, b in enumerate(clusters) if b.label != a.label]
+            if not others:
+                continue
+            d = euclidean_distances(X[a.rows], np.stack([clusters[j].centroid for j in others]))
+            k = min(self.members_per_side, len(a.rows))
+            for col, j in enumerate(others):
+                out[i, j] = a.rows[np.argpartition(d[:, col], k - 1)[:k]] if k < len(a.rows) else a.rows
+        return out
 
 
 def cover(X, turns: list[NDArray[np.intp]], labels: NDArray, n: int) -> NDArray[np.intp]:
@@ -150,11 +182,13 @@ def cover(X, turns: list[NDArray[np.intp]], labels: NDArray, n: int) -> NDArray[
     return np.array(chosen, dtype=np.intp)
 
 
-def _nearest_to(X, members: NDArray[np.intp], point: NDArray, k: int) -> NDArray[np.intp]:
-    if len(members) <= k:
-        return members
-    d = euclidean_distances(X[members], point[None]).ravel()
-    return members[np.argpartition(d, k - 1)[:k]]
+def _nearest_own(X, side: NDArray[np.intp]) -> NDArray:
+    """Each member's distance to its nearest other member of the same side (empty for a lone member)."""
+    if len(side) < 2:
+        return np.empty(0)
+    d = euclidean_distances(X[side])
+    np.fill_diagonal(d, np.inf)
+    return d.min(axis=1)
 
 
 def _dense(X):
