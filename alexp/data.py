@@ -5,6 +5,7 @@ polars stays inside this module: everything it returns is numpy.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,6 +242,7 @@ class Synthetic:
     flip_y: float = 0.0
     test_size: float = 0.2
     generator_seed: int = 0
+    cache_dir: str | None = None  # keep the generated table here (a big pool is made once, then read back)
 
     def __post_init__(self):
         _check_fraction("positive_rate", self.positive_rate, allow_none=False)
@@ -254,9 +256,28 @@ class Synthetic:
                              f"{self.n_clusters_per_class}: need 2**n_informative >= 2 * n_clusters_per_class")
 
     def load(self) -> Table:
-        X, y = self._generate(shuffle=True)
-        return Table(np.arange(self.n_rows, dtype=np.int64), y.astype(np.int64), X.astype(np.float32),
-                     extra={"posterior": self.posterior(X)})
+        cached = self._cached()
+        if cached is not None and cached.exists():
+            with np.load(cached) as z:
+                X, y, posterior = z["X"], z["y"], z["posterior"]
+        else:
+            X, y = self._generate(shuffle=True)
+            X, y, posterior = X.astype(np.float32), y.astype(np.int64), self.posterior(X)
+            if cached is not None:
+                _save_atomic(cached, X=X, y=y, posterior=posterior)
+        return Table(np.arange(self.n_rows, dtype=np.int64), y, X, extra={"posterior": posterior})
+
+    def _cached(self) -> Path | None:
+        """The cache file of this table (its name hashes every generator parameter), or None."""
+        if not self.cache_dir or type(self) is not Synthetic:
+            return None
+        import hashlib
+
+        import sklearn
+
+        key = (self.n_rows, self.n_features, self.n_informative, self.n_clusters_per_class, self.positive_rate,
+               self.class_sep, self.flip_y, self.generator_seed, "make_classification", sklearn.__version__)
+        return Path(self.cache_dir) / f"synthetic-{hashlib.sha256(repr(key).encode()).hexdigest()[:16]}.npz"
 
     def _generate(self, shuffle: bool) -> tuple[NDArray, NDArray]:
         from sklearn.datasets import make_classification
@@ -315,6 +336,21 @@ class Mixture:
         positive = self.labels == 1
         clean = np.exp(logsumexp(log_joint[:, positive], axis=1) - logsumexp(log_joint, axis=1))
         return (1 - self.flip_y) * clean + self.flip_y / 2
+
+
+def _save_atomic(path: Path, **arrays) -> None:
+    """np.savez to a temp file in the same folder, then a rename: parallel jobs never read half a file."""
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _matching_columns(unshuffled: NDArray, shuffled: NDArray) -> NDArray[np.intp]:

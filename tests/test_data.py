@@ -363,3 +363,17 @@ def test_a_positive_rate_that_leaves_no_positives_is_an_error():
     y = np.array([1] * 5 + [0] * 100)
     with pytest.raises(AlexpError, match="positive_rate=0.001 leaves no positives"):
         resample_rows(y, 0.001, None, seed=0)
+
+
+def test_a_cached_synthetic_table_is_the_generated_one(tmp_path):
+    fresh = Synthetic(n_rows=2000).load()
+    first = Synthetic(n_rows=2000, cache_dir=str(tmp_path)).load()  # generates and writes
+    files = list(tmp_path.glob("synthetic-*.npz"))
+    assert len(files) == 1
+    again = Synthetic(n_rows=2000, cache_dir=str(tmp_path)).load()  # reads
+    for table in (first, again):
+        np.testing.assert_array_equal(table.inputs, fresh.inputs)
+        np.testing.assert_array_equal(table.y, fresh.y)
+        np.testing.assert_array_equal(table.extra["posterior"], fresh.extra["posterior"])
+    Synthetic(n_rows=2000, class_sep=0.5, cache_dir=str(tmp_path)).load()
+    assert len(list(tmp_path.glob("synthetic-*.npz"))) == 2  # other parameters, another file
