@@ -266,3 +266,20 @@ def test_tuned_threshold_maximises_out_of_fold_kappa_on_the_labels_only():
     np.testing.assert_array_equal(tuned.predict_proba(X[test]), plain.predict_proba(X[test]))  # same ranking
     one = TunedThreshold(LogisticRegression()).fit(X[:30], np.r_[1, np.zeros(29, dtype=int)])
     assert one.threshold_ == 0.5  # a single positive: nothing to tune on
+
+
+def test_threshold_kappas_equal_scikit_learns_kappa_at_every_threshold():
+    from sklearn.metrics import cohen_kappa_score
+
+    from alexp.models.threshold import threshold_kappas
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        n = int(rng.integers(5, 300))
+        y = (rng.random(n) < rng.uniform(0.02, 0.6)).astype(int)
+        y[0] = 1
+        p = np.round(rng.random(n) * y * 0.5 + rng.random(n) * 0.7, int(rng.integers(1, 4)))  # ties included
+        grid = np.unique(np.quantile(p, np.linspace(0, 1, 100)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            expected = [cohen_kappa_score(y, (p >= t).astype(int)) for t in grid]
+        np.testing.assert_array_equal(threshold_kappas(y, p, grid), expected)  # same floats, NaN where undefined

@@ -105,6 +105,10 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         with torch.no_grad():
             return torch.softmax(self.out_(self._hidden(X)), dim=1).cpu().numpy()
 
+    def predict(self, X) -> NDArray:
+        """The most probable class (scikit-learn's protocol; TunedThreshold's cross-validation needs it)."""
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
     def sample_proba(self, X, n_samples: int = 20, rng: np.random.Generator | None = None) -> NDArray[np.float32]:
         """MC-dropout samples of the class probabilities: (n_samples, n_rows, n_classes)."""
         import torch

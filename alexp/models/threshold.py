@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.metrics import cohen_kappa_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 
@@ -38,8 +37,7 @@ class TunedThreshold(ClassifierMixin, BaseEstimator):
             folds = StratifiedKFold(min(self.max_folds, rare), shuffle=True, random_state=self.random_state or 0)
             p = cross_val_predict(clone(self.estimator), X, y, cv=folds, method="predict_proba")[:, 1]
             grid = np.unique(np.quantile(p, np.linspace(0, 1, self.thresholds)))
-            kappas = np.nan_to_num([cohen_kappa_score(y_idx, (p >= t).astype(int)) for t in grid], nan=-1.0)
-            self.threshold_ = float(grid[int(np.argmax(kappas))])
+            self.threshold_ = float(grid[int(np.argmax(np.nan_to_num(threshold_kappas(y_idx, p, grid), nan=-1.0)))])
         return self
 
     def predict_proba(self, X) -> NDArray[np.float64]:
@@ -47,3 +45,19 @@ class TunedThreshold(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> NDArray:
         return self.classes_[(self.predict_proba(X)[:, 1] >= self.threshold_).astype(int)]
+
+
+def threshold_kappas(y: NDArray, p: NDArray, thresholds: NDArray) -> NDArray[np.float64]:
+    """Cohen's kappa of the predictions p >= t against binary labels y, for every threshold t at once.
+
+    The same arithmetic as scikit-learn's cohen_kappa_score on each confusion matrix (so the same floats and
+    the same argmax), from sorted scores in O((n + thresholds) log n) instead of a pass per threshold."""
+    y = np.asarray(y).astype(bool)
+    pos, neg = np.sort(p[y]), np.sort(p[~y])
+    tp = (len(pos) - np.searchsorted(pos, thresholds, side="left")).astype(np.float64)
+    fp = (len(neg) - np.searchsorted(neg, thresholds, side="left")).astype(np.float64)
+    fn, tn = len(pos) - tp, len(neg) - fp
+    n = len(y)
+    expected = (tn + fn) * (fn + tp) / n + (fp + tp) * (tn + fp) / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 1 - (fp + fn) / expected
