@@ -52,7 +52,7 @@ class Arm:
 def log_schedule(first: int, last: int, per_decade: int) -> list[int]:
     """Label counts from `first` to `last`, `per_decade` per factor of 10 (rounded, distinct)."""
     n = int(round(math.log10(last / first) * per_decade)) + 1
-    return sorted({int(round(first * 10 ** (i / per_decade))) for i in range(n)} | {last})
+    return sorted({v for i in range(n) if (v := int(round(first * 10 ** (i / per_decade)))) < last} | {last})
 
 
 def curated_points(budget: list[str]) -> list[int]:
@@ -196,6 +196,13 @@ def mean_ci(values) -> str:
     return ci(stats.mean_interval(v)) if len(v) else "–"
 
 
+def money_text(r: dict | None, ratio: float) -> str:
+    """A reduction factor divided by an expert:crowd price ratio, as text ('–' where the factor is undefined)."""
+    if r is None or r["problem"] or r["bound"] == "n/a" or math.isnan(r["reduction"]):
+        return "–"
+    return f"{r['bound']} {r['reduction'] / ratio:.2f}".strip()
+
+
 def verdict_of(p: dict, margin: float) -> str:
     if math.isnan(p["diff_low"]):
         return "cannot tell (too few seeds)"
@@ -240,6 +247,9 @@ def section(study, uri: str, experiment: str, title: str, about: str, info: dict
                   f"**{primary['verdict']}** (margin {margin}).", ""]
     finals = {c: at(runs, c, end) for c in conditions}
     if primary_only:
+        if primary is not None:
+            rows = report.summarize(runs, [(pc, pb)]).reductions
+            primary["reduction"] = next(rows.iter_rows(named=True), None)
         return Section(experiment, lines, primary, finals)
 
     # every arm at every curated budget point
@@ -280,6 +290,8 @@ def section(study, uri: str, experiment: str, title: str, about: str, info: dict
     # reductions and cost against the single-vote crowd
     pairs = [(c, pb) for c in conditions if c.startswith("expert") and pb in conditions]
     rep = report.summarize(runs, pairs)
+    if primary is not None:
+        primary["reduction"] = next((r for r in rep.reductions.iter_rows(named=True) if r["condition"] == pc), None)
     if rep.reductions.height:
         ratios = list(study.cost_ratios)
         lines += ["", f"Labels to the target (95% of `{pb}`'s plateau) and the reduction factor (crowd judgments / "
@@ -290,8 +302,7 @@ def section(study, uri: str, experiment: str, title: str, about: str, info: dict
                   + " | ".join(f"money factor at {r}x" for r in ratios) + " |", "|---|---|---|---|---|---|"
                   + "---|" * len(ratios)]
         for r in rep.reductions.iter_rows(named=True):
-            money = ["–" if r["problem"] or r["bound"] == "n/a" else
-                     f"{r['bound']} {r['reduction'] / x:.2f}".strip() for x in ratios]
+            money = [money_text(r, x) for x in ratios]
             target = "undefined" if r["problem"] else f"{r['target']:.3f}"
             lines.append(f"| {r['condition']} | {target} | "
                          f"{tables.fmt_labels(r['baseline_labels'], r['baseline_status'], r['baseline_max_labels'])} | "
@@ -351,16 +362,56 @@ def quality_lines(study, runs: pl.DataFrame, end: int) -> list[str]:
 
 
 def capacity_lines(study, uri: str, experiments: dict[str, str], end: int) -> list[str]:
-    """The capacity arms beside the same arms under logistic regression."""
-    lines = ["| model | crowd-random plateau | expert-random at the budget | expert-boundary_pairs at the budget | "
-             "primary difference |", "|---|---|---|---|---|"]
+    """The capacity arms beside the same arms under logistic regression, and a sentence on what changed."""
+    lines = ["| model | crowd-random at the budget | crowd-random at its end | expert-boundary_pairs at the budget | "
+             "difference at the budget (paired) |", "|---|---|---|---|---|"]
+    rows = {}
     for model, experiment in experiments.items():
         runs = load(uri, experiment)
-        base = plateau_by_seed(runs, study.primary.baseline)
-        p = paired_row(at(runs, study.primary.condition, end), base)
-        lines.append(f"| {model} | {mean_ci(base.values())} | {mean_ci(at(runs, 'expert-random', end).values())} | "
-                     f"{mean_ci(at(runs, study.primary.condition, end).values())} | "
+        pc, pb = study.primary.condition, study.primary.baseline
+        crowd_end = int(runs.filter(pl.col("condition") == pb)["n_labels"].max())
+        p = paired_row(at(runs, pc, end), at(runs, pb, end))
+        rows[model] = (at(runs, pc, end), p)
+        lines.append(f"| {model} | {mean_ci(at(runs, pb, end).values())} | "
+                     f"{mean_ci(plateau_by_seed(runs, pb).values())} (mean of its last 3 points, to {crowd_end:,}) | "
+                     f"{mean_ci(at(runs, pc, end).values())} | "
                      f"{tables.interval(p['mean_diff'], p['diff_low'], p['diff_high'])} |")
+    if len(rows) == 2:
+        (a, (ka, pa)), (b, (kb, pb_)) = rows.items()
+        shift = paired_row(kb, ka)
+        lines += ["", f"With {b} instead of {a}, the seed's method with experts moves by "
+                  f"{tables.interval(shift['mean_diff'], shift['diff_low'], shift['diff_high'])} kappa at {end} "
+                  f"judgments (paired by seed), and its lead over random crowd labels at the same cost goes from "
+                  f"{pa['mean_diff']:+.3f} to {pb_['mean_diff']:+.3f}. The {b} crowd curve stops at "
+                  f"{study.capacity.max_labels:,} judgments (6 fits per point grow too slow beyond), so its end is a "
+                  "proxy for a plateau, not one."]
+    return lines
+
+
+def time_lines(uri: str, experiments: list[str]) -> list[str]:
+    """Where the time goes: the runs' own wall time (start to end, as MLflow logged it) per experiment and arm."""
+    client = tracking.client(uri)
+    rows = []
+    for experiment in experiments:
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            continue
+        for r in client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'", max_results=50_000):
+            if r.info.end_time and "arm" in r.data.params:
+                rows.append((experiment, r.data.params["arm"], (r.info.end_time - r.info.start_time) / 1000))
+    if not rows:
+        return []
+    frame = pl.DataFrame(rows, schema=["experiment", "arm", "seconds"], orient="row")
+    by_arm = frame.group_by("experiment", "arm").agg(pl.len().alias("runs"), pl.col("seconds").sum(),
+                                                      pl.col("seconds").mean().alias("per_run"))
+    total = frame["seconds"].sum()
+    lines = [f"The runs' own time (MLflow start to end; process start-up, about 11 s per arm, comes on top), "
+             f"{total / 60:.0f} min of one core in all:", "", "| experiment | minutes | slowest arms (s per run) |",
+             "|---|---|---|"]
+    for (experiment,), part in by_arm.group_by("experiment", maintain_order=True):
+        slow = part.sort("seconds", descending=True).head(3)
+        lines.append(f"| {experiment} | {part['seconds'].sum() / 60:.1f} | "
+                     + ", ".join(f"{a} ({t:.1f})" for a, t in zip(slow["arm"], slow["per_run"])) + " |")
     return lines
 
 
@@ -384,6 +435,11 @@ def plan(study, args) -> tuple[list[Arm], list[dict]]:
         sections.append({"experiment": experiment, "title": name, "about": spec.about, "budget": budget,
                          "spec_data": list(spec.data), "info": info, "dataset": name})
         arms += dataset_arms(study, spec, experiment, info.get("pool", 1), seeds, strategies, budget, only)
+        if args.scout and spec.get("scout", True):
+            arms.append(Arm(experiment, f"expert-{study.scout.acquisition}-scout",
+                            [*spec.data, *study.common, f"acquisition={study.scout.acquisition}",
+                             *study.strategy_overrides[study.scout.acquisition], *spec.oracles.expert,
+                             *study.scout.overrides], seeds, 10 * info.get("pool", 1) ** 0.5))
         if name == study.quality.dataset and not args.primary_only:
             kappas = study.quick.kappas if args.quick else study.quality.kappas
             arms += quality_arms(study, spec, experiment, info.get("pool", 1), seeds, budget, kappas)
@@ -421,13 +477,21 @@ def write_results(study, uri: str, sections: list[dict], command: str, meta: dic
                                  primary_only)))
     primaries = [(s, sec) for s, sec in built if sec.primary and not s.get("replicate")]
     holm = stats.holm([sec.primary["wilcoxon_p"] for _, sec in primaries]) if primaries else []
+    ratios = list(study.cost_ratios)
     verdict = ["| dataset | verdict | condition at its budget | crowd plateau | difference [95% interval] | seeds | "
-               "Wilcoxon p | Holm p |", "|---|---|---|---|---|---|---|---|"]
+               "Wilcoxon p | Holm p | reduction factor | " + " | ".join(f"money at {r}x" for r in ratios) + " |",
+               "|---|---|---|---|---|---|---|---|---|" + "---|" * len(ratios)]
     for (s, sec), h in zip(primaries, holm):
-        p = sec.primary
+        p, r = sec.primary, sec.primary.get("reduction")
+        money = [money_text(r, x) for x in ratios]
         verdict.append(f"| {s['title']} | **{p['verdict']}** | {p['cond_mean']} | {p['base_mean']} (to "
                        f"{p['crowd_end']:,}) | {tables.interval(p['mean_diff'], p['diff_low'], p['diff_high'])} | "
-                       f"{p['seeds']} | {p['wilcoxon_p']:.3g} | {h:.3g} |")
+                       f"{p['seeds']} | {p['wilcoxon_p']:.3g} | {h:.3g} | "
+                       f"{tables.reduction_text(r) if r else '–'} | " + " | ".join(money) + " |")
+    verdict += ["", "The reduction factor is crowd judgments over expert judgments to reach 95% of the crowd's plateau "
+                "(paired bootstrap interval; `<` a bound when the expert arm does not get there within its budget). "
+                "The money factor divides it by the expert:crowd price ratio: above 1, the experts are cheaper for "
+                "the same agreement; below 1, the crowd is."]
     reps = [(s, sec) for s, sec in built if sec.primary and s.get("replicate")]
     if reps:
         verdict += ["", "Per-review replicates of the Cohen data (exploratory, same comparison at their budget):", "",
@@ -474,6 +538,8 @@ def write_results(study, uri: str, sections: list[dict], command: str, meta: dic
                      "regression and with an MLP head that learns its own representation on the embeddings, under the "
                      "same tuned-threshold rule:", "", *capacity_lines(study, uri, capacity_experiments, end), ""]
         text += ["## What this study cannot show", "", *CANNOT, ""]
+        text += ["## Where the time goes", "", *time_lines(uri, [s["experiment"] for s in sections]
+                                                          + list(capacity_experiments.values())[1:]), ""]
     text += ["## Results by dataset", "", *[line for _, sec in built for line in sec.lines]]
     path = out / "RESULTS.md"
     path.write_text("\n".join(text) + "\n")
@@ -502,6 +568,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--base-seed", type=int, default=0, help="seeds are BASE .. BASE + seeds - 1 (default 0)")
     p.add_argument("--only", nargs="+", help="datasets to run (default: all of study.yaml)")
     p.add_argument("--primary-only", action="store_true", help="only the pre-declared primary comparison's two arms")
+    p.add_argument("--scout", action="store_true", help="add the seed's cold start: a zero-shot scout picks round 0 "
+                   "(text datasets; see study.yaml's scout)")
     p.add_argument("--seeds", type=int, help="seeds per condition (default: study.yaml's)")
     p.add_argument("--parallel", type=int, default=2, help="arms run at once (default 2, one core each)")
     p.add_argument("--out", default=None, help="folder of RESULTS.md and figures (default: this folder; a "
@@ -512,7 +580,7 @@ def main(argv: list[str] | None = None) -> None:
         study.seeds = study.quick.seeds
     if args.seeds:
         study.seeds = args.seeds
-    partial = args.base_seed or args.only or args.primary_only or args.seeds
+    partial = args.base_seed or args.only or args.primary_only or args.seeds or args.scout
     out = Path(args.out or ("claim-replication" if partial else HERE))
     uri = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     started = time.perf_counter()
