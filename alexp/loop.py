@@ -237,7 +237,8 @@ class Loop:
         if self.truth is not None:  # how good the oracle's labels are, against the data's own labels
             reference = self.oracle.scored_against(self.truth)
             scored = labeled[reference[labeled] >= 0]  # items without a truth of their own leave the score
-            metrics["oracle_kappa"] = agreement(reference[scored], state.labels[scored])
+            metrics["oracle_kappa"] = agreement(reference[scored], state.labels[scored]) if len(scored) else \
+                float("nan")  # undefined: no labeled item has a truth to be scored against yet
         metrics.update(self.oracle.metrics(labeled))
         if self.budget.eval_share:  # the seed's second yardstick: agreement with the held-out expert labels
             curated = labeled[self.held_out[labeled]]

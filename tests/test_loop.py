@@ -195,3 +195,15 @@ def test_oracle_kappa_scores_real_votes_against_the_votes_not_drawn(pool):
         cohen_kappa_score(truth[truth >= 0], state.labels[rows][truth >= 0]))
     assert last["oracle_kappa"] != pytest.approx(cohen_kappa_score(pool.y[rows], state.labels[rows]))
     assert last["rater_pair_kappa"] == pytest.approx(rater_pair_kappa(positives[rows], count[rows]))
+
+
+def test_oracle_kappa_is_undefined_while_no_labeled_item_has_a_truth_of_its_own(pool):
+    """Three votes drawn from items with three votes leave no vote to score them against: NaN, not a crash."""
+    from alexp.oracles import RaterVotes
+
+    count = np.full(len(pool.y), 3)
+    loop = make_loop(pool, budget=Budget(initial=10, batch_size=10, rounds=1))
+    loop.oracle = RaterVotes(stream(0, "oracle"), {"n_hate_speech": 3 * pool.y, "annotator_count": count},
+                             n_raters=3)
+    state = loop.run()
+    assert state.finished and all(np.isnan(h["oracle_kappa"]) for h in state.history)
