@@ -371,20 +371,20 @@ def capacity_lines(study, uri: str, experiments: dict[str, str], end: int) -> li
         pc, pb = study.primary.condition, study.primary.baseline
         crowd_end = int(runs.filter(pl.col("condition") == pb)["n_labels"].max())
         p = paired_row(at(runs, pc, end), at(runs, pb, end))
-        rows[model] = (at(runs, pc, end), p)
+        rows[model] = (at(runs, pc, end), p, crowd_end)
         lines.append(f"| {model} | {mean_ci(at(runs, pb, end).values())} | "
                      f"{mean_ci(plateau_by_seed(runs, pb).values())} (mean of its last 3 points, to {crowd_end:,}) | "
                      f"{mean_ci(at(runs, pc, end).values())} | "
                      f"{tables.interval(p['mean_diff'], p['diff_low'], p['diff_high'])} |")
     if len(rows) == 2:
-        (a, (ka, pa)), (b, (kb, pb_)) = rows.items()
+        (a, (ka, pa, _)), (b, (kb, pb_, b_end)) = rows.items()
         shift = paired_row(kb, ka)
         lines += ["", f"With {b} instead of {a}, the seed's method with experts moves by "
                   f"{tables.interval(shift['mean_diff'], shift['diff_low'], shift['diff_high'])} kappa at {end} "
                   f"judgments (paired by seed), and its lead over random crowd labels at the same cost goes from "
                   f"{pa['mean_diff']:+.3f} to {pb_['mean_diff']:+.3f}. The {b} crowd curve stops at "
-                  f"{study.capacity.max_labels:,} judgments (6 fits per point grow too slow beyond), so its end is a "
-                  "proxy for a plateau, not one."]
+                  f"{b_end:,} judgments (its 6 fits per point take minutes each at 13k labels), so it is compared at "
+                  "equal cost only; its plateau is not measured."]
     return lines
 
 
@@ -402,12 +402,14 @@ def time_lines(uri: str, experiments: list[str]) -> list[str]:
     if not rows:
         return []
     frame = pl.DataFrame(rows, schema=["experiment", "arm", "seconds"], orient="row")
-    by_arm = frame.group_by("experiment", "arm").agg(pl.len().alias("runs"), pl.col("seconds").sum(),
-                                                      pl.col("seconds").mean().alias("per_run"))
-    total = frame["seconds"].sum()
-    lines = [f"The runs' own time (MLflow start to end; process start-up, about 11 s per arm, comes on top), "
-             f"{total / 60:.0f} min of one core in all:", "", "| experiment | minutes | slowest arms (s per run) |",
-             "|---|---|---|"]
+    # the median run of an arm, times its runs: a run resumed after a crash spans the time it lay idle
+    by_arm = frame.group_by("experiment", "arm").agg(pl.len().alias("runs"), pl.col("seconds").median()
+                                                      .alias("per_run")).with_columns(
+        seconds=pl.col("runs") * pl.col("per_run"))
+    total = by_arm["seconds"].sum()
+    lines = [f"The runs' own time (MLflow start to end, the median run of each arm times its runs; process start-up, "
+             f"about 11 s per arm, comes on top), {total / 60:.0f} min of one core in all:", "",
+             "| experiment | minutes | slowest arms (s per run) |", "|---|---|---|"]
     for (experiment,), part in by_arm.group_by("experiment", maintain_order=True):
         slow = part.sort("seconds", descending=True).head(3)
         lines.append(f"| {experiment} | {part['seconds'].sum() / 60:.1f} | "
@@ -440,7 +442,7 @@ def plan(study, args) -> tuple[list[Arm], list[dict]]:
                             [*spec.data, *study.common, f"acquisition={study.scout.acquisition}",
                              *study.strategy_overrides[study.scout.acquisition], *spec.oracles.expert,
                              *study.scout.overrides], seeds, 10 * info.get("pool", 1) ** 0.5))
-        if name == study.quality.dataset and not args.primary_only:
+        if name in study.quality.datasets and not args.primary_only:
             kappas = study.quick.kappas if args.quick else study.quality.kappas
             arms += quality_arms(study, spec, experiment, info.get("pool", 1), seeds, budget, kappas)
         if name == study.capacity.dataset and not args.primary_only and not args.quick:
@@ -501,8 +503,8 @@ def write_results(study, uri: str, sections: list[dict], command: str, meta: dic
             verdict.append(f"| {s['title']} | {p['verdict']} | "
                            f"{tables.interval(p['mean_diff'], p['diff_low'], p['diff_high'])} | {p['seeds']} |")
     end = curated_points(list(study.budgets.curated))[-1]
-    quality = next((load(uri, sec.experiment) for s, sec in built if s["dataset"] == study.quality.dataset
-                    and not s.get("replicate")), None)
+    quality = {s["dataset"]: load(uri, sec.experiment) for s, sec in built
+               if s["dataset"] in study.quality.datasets and not s.get("replicate")}
     base = next((s["experiment"] for s in sections if s["dataset"] == study.capacity.dataset
                  and not s.get("replicate")), None)
     capacity_experiments = {"logistic regression": base} if base else {}
@@ -530,11 +532,14 @@ def write_results(study, uri: str, sections: list[dict], command: str, meta: dic
             f"plateau. holds: the 95% interval of the difference is above -{study.primary.margin}; fails: below it; "
             "otherwise cannot tell at this pool size. Holm over the datasets' primary p-values.", "", *verdict, ""]
     if not primary_only:
-        if quality is not None:
-            text += ["## Label quality", "", "The seed's method with experts of each quality on "
-                     f"{study.quality.dataset} (each calibrated on the hardest 7% of the pool, where its errors "
-                     "fall):", "",
-                     *quality_lines(study, quality, end), ""]
+        if quality:
+            text += ["## Label quality", "", "The seed's method with experts of each quality, each calibrated on the "
+                     "hardest 7% of the pool by the dataset's difficulty source; `realized` is the kappa of the "
+                     "labels it actually bought, against the truth. Whether the experts err where the active learner "
+                     "asks depends on that source: the true posterior (synthetic) marks what is truly ambiguous, a "
+                     "reference logistic regression (clickbait) what a linear model finds hard.", ""]
+            for dataset, runs in quality.items():
+                text += [f"**{dataset}**", "", *quality_lines(study, runs, end), ""]
         if len(capacity_experiments) > 1:
             text += ["## Model capacity", "", f"On {study.capacity.dataset} (MiniLM), the same arms with logistic "
                      "regression and with an MLP head that learns its own representation on the embeddings, under the "
