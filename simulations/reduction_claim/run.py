@@ -457,11 +457,12 @@ def plan(study, args) -> tuple[list[Arm], list[dict]]:
                 rep_experiment = f"claim-{name}-{review}{suffix}"
                 rep_info = prepare(list(rep.data), study, list(rep.oracles.expert)) if not args.report_only else {}
                 sections.append({"experiment": rep_experiment, "title": f"{name}: {review} (replicate)",
-                                 "about": f"One review of the pooled Cohen data, the primary comparison, budget "
+                                 "about": f"One review of the pooled Cohen data: the primary comparison and the four "
+                                          f"baselines, budget "
                                           f"{curated_points(rep_budget)[-1]}.", "budget": rep_budget,
                                  "spec_data": list(rep.data), "info": rep_info, "dataset": name, "replicate": True})
                 arms += dataset_arms(study, rep, rep_experiment, rep_info.get("pool", 1), seeds, strategies,
-                                     rep_budget, [study.primary.condition, study.primary.baseline])
+                                     rep_budget, only or list(study.replicates.arms))
     return arms, sections
 
 
