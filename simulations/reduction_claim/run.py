@@ -178,8 +178,8 @@ def at(runs: pl.DataFrame, condition: str, n: int, column: str = "value") -> dic
 
 def plateau_by_seed(runs: pl.DataFrame, condition: str, points: int = stats.PLATEAU_POINTS) -> dict[int, float]:
     """seed -> mean kappa over the condition's last `points` judgment counts (its plateau)."""
-    part = runs.filter(pl.col("condition") == condition).sort("n_labels")
-    return {s: float(g["value"].tail(points).mean()) for (s,), g in part.group_by("seed")}
+    part = runs.filter(pl.col("condition") == condition).sort("seed", "n_labels")
+    return {s: float(g["value"].tail(points).mean()) for (s,), g in part.group_by("seed", maintain_order=True)}
 
 
 def paired_row(cond: dict[int, float], base: dict[int, float]) -> dict:
@@ -410,8 +410,11 @@ def time_lines(uri: str, experiments: list[str]) -> list[str]:
     lines = [f"The runs' own time (MLflow start to end, the median run of each arm times its runs; process start-up, "
              f"about 11 s per arm, comes on top), {total / 60:.0f} min of one core in all:", "",
              "| experiment | minutes | slowest arms (s per run) |", "|---|---|---|"]
-    for (experiment,), part in by_arm.group_by("experiment", maintain_order=True):
-        slow = part.sort("seconds", descending=True).head(3)
+    for experiment in experiments:
+        part = by_arm.filter(pl.col("experiment") == experiment)
+        if not part.height:
+            continue
+        slow = part.sort("seconds", "arm", descending=[True, False]).head(3)
         lines.append(f"| {experiment} | {part['seconds'].sum() / 60:.1f} | "
                      + ", ".join(f"{a} ({t:.1f})" for a, t in zip(slow["arm"], slow["per_run"])) + " |")
     return lines
