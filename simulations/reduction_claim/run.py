@@ -405,7 +405,7 @@ def time_lines(uri: str, experiments: list[str]) -> list[str]:
     # the median run of an arm, times its runs: a run resumed after a crash spans the time it lay idle
     by_arm = frame.group_by("experiment", "arm").agg(pl.len().alias("runs"), pl.col("seconds").median()
                                                       .alias("per_run")).with_columns(
-        seconds=pl.col("runs") * pl.col("per_run"))
+        seconds=pl.col("runs") * pl.col("per_run")).sort("experiment", "arm")
     total = by_arm["seconds"].sum()
     lines = [f"The runs' own time (MLflow start to end, the median run of each arm times its runs; process start-up, "
              f"about 11 s per arm, comes on top), {total / 60:.0f} min of one core in all:", "",
@@ -478,7 +478,8 @@ def write_results(study, uri: str, sections: list[dict], command: str, meta: dic
     for s in done:
         if not s["info"]:  # --report-only: what the study run stored
             tags = client.get_experiment_by_name(s["experiment"]).tags
-            s["info"] = {k: float(tags.get(f"alexp.{k}", "nan")) for k in ("pool", "test", "positive_share")}
+            s["info"] = {"pool": int(float(tags["alexp.pool"])), "test": int(float(tags["alexp.test"])),
+                         "positive_share": float(tags["alexp.positive_share"])}
         built.append((s, section(study, uri, s["experiment"], s["title"], s["about"], s["info"], s["budget"], out,
                                  primary_only)))
     primaries = [(s, sec) for s, sec in built if sec.primary and not s.get("replicate")]
