@@ -5,7 +5,6 @@ polars stays inside this module: everything it returns is numpy.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alexp import AlexpError
+from alexp.atomic import atomic_path
 
 
 @dataclass(frozen=True)
@@ -263,8 +263,9 @@ class Synthetic:
         else:
             X, y = self._generate(shuffle=True)
             X, y, posterior = X.astype(np.float32), y.astype(np.int64), self.posterior(X)
-            if cached is not None:
-                _save_atomic(cached, X=X, y=y, posterior=posterior)
+            if cached is not None:  # whole or absent, even with parallel jobs
+                with atomic_path(cached, ".tmp.npz") as tmp:
+                    np.savez(tmp, X=X, y=y, posterior=posterior)
         return Table(np.arange(self.n_rows, dtype=np.int64), y, X, extra={"posterior": posterior})
 
     def _cached(self) -> Path | None:
@@ -336,21 +337,6 @@ class Mixture:
         positive = self.labels == 1
         clean = np.exp(logsumexp(log_joint[:, positive], axis=1) - logsumexp(log_joint, axis=1))
         return (1 - self.flip_y) * clean + self.flip_y / 2
-
-
-def _save_atomic(path: Path, **arrays) -> None:
-    """np.savez to a temp file in the same folder, then a rename: parallel jobs never read half a file."""
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _matching_columns(unshuffled: NDArray, shuffled: NDArray) -> NDArray[np.intp]:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.base import BaseEstimator, TransformerMixin
+
+from alexp.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,8 @@ class SentenceEmbedding(TransformerMixin, BaseEstimator):
                 log.info("embeddings loaded from cache %s", path)
                 return np.load(path)
             X = self._encode(texts)
-            _save_atomic(path, X)
+            with atomic_path(path, ".tmp.npy") as tmp:
+                np.save(tmp, X)
             log.info("embeddings cached at %s", path)
         return X
 
@@ -146,14 +147,3 @@ def _locked(path: Path):
         yield
 
 
-def _save_atomic(path: Path, array: NDArray) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +21,7 @@ from sklearn.dummy import DummyClassifier
 
 from alexp import models
 from alexp.acquisition import Acquisition, PoolView
+from alexp.atomic import atomic_path
 from alexp.budget import Budget
 from alexp.metrics import agreement, evaluate
 from alexp.oracles import Oracle
@@ -70,18 +69,11 @@ class LoopState:
 
     def save(self, path: Path) -> None:
         """Write atomically: a temp file in the same folder, then a rename."""
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"round": self.round, "evaluated": self.evaluated, "history": self.history,
                 "run_id": self.run_id, "finished": self.finished, "cost": self.cost}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, labeled_in=self.labeled_in, labels=self.labels, pending=self.pending,
-                         meta=np.array(json.dumps(meta)))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path, ".tmp.npz") as tmp:
+            np.savez(tmp, labeled_in=self.labeled_in, labels=self.labels, pending=self.pending,
+                     meta=np.array(json.dumps(meta)))
 
     @classmethod
     def load(cls, path: Path) -> LoopState:

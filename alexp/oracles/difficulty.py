@@ -12,7 +12,6 @@ An item's difficulty is a number in [0, 1] (0: anyone gets it right, 1: a coin f
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alexp import AlexpError
+from alexp.atomic import atomic_path
 from alexp.metrics import agreement
 from alexp.oracles.simulated import Simulated, _check_rate
 
@@ -145,10 +145,8 @@ def reference_proba(X, y: NDArray, cache_dir: str | Path | None = None, folds: i
     proba = cross_val_predict(model, X, y, cv=StratifiedKFold(folds, shuffle=True, random_state=0),
                               method="predict_proba")[:, 1]
     if file is not None:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        partial = file.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(partial, proba)
-        os.replace(partial, file)  # whole or absent, even with parallel jobs
+        with atomic_path(file, ".tmp.npy") as partial:  # whole or absent, even with parallel jobs
+            np.save(partial, proba)
     return _REFERENCE.setdefault(key, proba)
 
 

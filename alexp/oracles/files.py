@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alexp import AlexpError
+from alexp.atomic import atomic_path
 from alexp.oracles.base import Oracle
 from alexp.oracles.human import wait_for
 
@@ -108,11 +108,5 @@ class Files(Oracle):
 
 
 def _write_atomic(frame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix + ".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path, path.suffix + ".tmp") as tmp:
         frame.write_csv(tmp) if path.suffix == ".csv" else frame.write_parquet(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

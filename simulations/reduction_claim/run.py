@@ -219,6 +219,7 @@ class Section:
     lines: list[str]
     primary: dict | None  # the pre-declared comparison's paired row, with its verdict
     finals: dict[str, dict[int, float]]  # condition -> seed -> kappa at the last curated point
+    runs: pl.DataFrame  # what `load` read, for the sections that look at this experiment again
 
 
 def section(study, uri: str, experiment: str, title: str, about: str, info: dict, budget: list[str], out: Path,
@@ -250,7 +251,7 @@ def section(study, uri: str, experiment: str, title: str, about: str, info: dict
         if primary is not None:
             rows = report.summarize(runs, [(pc, pb)]).reductions
             primary["reduction"] = next(rows.iter_rows(named=True), None)
-        return Section(experiment, lines, primary, finals)
+        return Section(experiment, lines, primary, finals, runs)
 
     # every arm at every curated budget point
     lines += [f"Kappa on the gold test set at each budget point of the curated arms (judgments bought; a "
@@ -330,7 +331,7 @@ def section(study, uri: str, experiment: str, title: str, about: str, info: dict
         if rep.reductions.height else {}
     drawn = figures(rep.curves, out, title, "kappa", targets, {pb, f"crowd{k}-random"}, prefix=f"{experiment}-")
     lines += ["", *[f"![{f.name}]({f.name})" for f in drawn], ""]
-    return Section(experiment, lines, primary, finals)
+    return Section(experiment, lines, primary, finals, runs)
 
 
 def _mean(frame: pl.DataFrame, column: str) -> str:
@@ -361,13 +362,14 @@ def quality_lines(study, runs: pl.DataFrame, end: int) -> list[str]:
     return lines
 
 
-def capacity_lines(study, uri: str, experiments: dict[str, str], end: int) -> list[str]:
+def capacity_lines(study, uri: str, experiments: dict[str, str], end: int,
+                   loaded: dict[str, pl.DataFrame]) -> list[str]:
     """The capacity arms beside the same arms under logistic regression, and a sentence on what changed."""
     lines = ["| model | crowd-random at the budget | crowd-random at its end | expert-boundary_pairs at the budget | "
              "difference at the budget (paired) |", "|---|---|---|---|---|"]
     rows = {}
     for model, experiment in experiments.items():
-        runs = load(uri, experiment)
+        runs = loaded[experiment] if experiment in loaded else load(uri, experiment)
         pc, pb = study.primary.condition, study.primary.baseline
         crowd_end = int(runs.filter(pl.col("condition") == pb)["n_labels"].max())
         p = paired_row(at(runs, pc, end), at(runs, pb, end))
@@ -508,7 +510,7 @@ def write_results(study, uri: str, sections: list[dict], command: str, meta: dic
             verdict.append(f"| {s['title']} | {p['verdict']} | "
                            f"{tables.interval(p['mean_diff'], p['diff_low'], p['diff_high'])} | {p['seeds']} |")
     end = curated_points(list(study.budgets.curated))[-1]
-    quality = {s["dataset"]: load(uri, sec.experiment) for s, sec in built
+    quality = {s["dataset"]: sec.runs for s, sec in built
                if s["dataset"] in study.quality.datasets and not s.get("replicate")}
     base = next((s["experiment"] for s in sections if s["dataset"] == study.capacity.dataset
                  and not s.get("replicate")), None)
@@ -548,7 +550,8 @@ def write_results(study, uri: str, sections: list[dict], command: str, meta: dic
         if len(capacity_experiments) > 1:
             text += ["## Model capacity", "", f"On {study.capacity.dataset} (MiniLM), the same arms with logistic "
                      "regression and with an MLP head that learns its own representation on the embeddings, under the "
-                     "same tuned-threshold rule:", "", *capacity_lines(study, uri, capacity_experiments, end), ""]
+                     "same tuned-threshold rule:", "", *capacity_lines(study, uri, capacity_experiments, end,
+                                                      {sec.experiment: sec.runs for _, sec in built}), ""]
         text += ["## What this study cannot show", "", *CANNOT, ""]
         text += ["## Where the time goes", "", *time_lines(uri, [s["experiment"] for s in sections]
                                                           + list(capacity_experiments.values())[1:]), ""]
