@@ -13,7 +13,9 @@ from pathlib import Path
 def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
     """A fresh temp path beside `path` to write to; when the block ends it replaces `path` in one rename, so
     readers (parallel jobs, a resumed run) never see half a file. On an error the temp file is removed.
-    `suffix` ends the temp name: numpy's save and savez append .npy / .npz to names that lack it."""
+    The temp name ends in `suffix`, never in the target's own extension, so a glob for finished files (`*.npz`)
+    does not catch a file still being written; numpy writers get an open file (`np.save(f, ...)`), since given
+    a name without .npy / .npz they would append it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=suffix)

@@ -264,8 +264,8 @@ class Synthetic:
             X, y = self._generate(shuffle=True)
             X, y, posterior = X.astype(np.float32), y.astype(np.int64), self.posterior(X)
             if cached is not None:  # whole or absent, even with parallel jobs
-                with atomic_path(cached, ".tmp.npz") as tmp:
-                    np.savez(tmp, X=X, y=y, posterior=posterior)
+                with atomic_path(cached) as tmp, open(tmp, "wb") as f:
+                    np.savez(f, X=X, y=y, posterior=posterior)
         return Table(np.arange(self.n_rows, dtype=np.int64), y, X, extra={"posterior": posterior})
 
     def _cached(self) -> Path | None:

@@ -71,8 +71,8 @@ class SentenceEmbedding(TransformerMixin, BaseEstimator):
                 log.info("embeddings loaded from cache %s", path)
                 return np.load(path)
             X = self._encode(texts)
-            with atomic_path(path, ".tmp.npy") as tmp:
-                np.save(tmp, X)
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.save(f, X)
             log.info("embeddings cached at %s", path)
         return X
 

@@ -71,8 +71,8 @@ class LoopState:
         """Write atomically: a temp file in the same folder, then a rename."""
         meta = {"round": self.round, "evaluated": self.evaluated, "history": self.history,
                 "run_id": self.run_id, "finished": self.finished, "cost": self.cost}
-        with atomic_path(path, ".tmp.npz") as tmp:
-            np.savez(tmp, labeled_in=self.labeled_in, labels=self.labels, pending=self.pending,
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, labeled_in=self.labeled_in, labels=self.labels, pending=self.pending,
                      meta=np.array(json.dumps(meta)))
 
     @classmethod

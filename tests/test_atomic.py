@@ -20,3 +20,9 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("killed mid-write")
     assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
+
+
+def test_the_temp_name_does_not_end_like_the_target(tmp_path):
+    # a glob for finished checkpoints (state/*.npz) must not catch one still being written
+    with atomic_path(tmp_path / "run.npz") as tmp:
+        assert not tmp.name.endswith(".npz") and list(tmp_path.glob("*.npz")) == []

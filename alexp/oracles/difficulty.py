@@ -145,8 +145,8 @@ def reference_proba(X, y: NDArray, cache_dir: str | Path | None = None, folds: i
     proba = cross_val_predict(model, X, y, cv=StratifiedKFold(folds, shuffle=True, random_state=0),
                               method="predict_proba")[:, 1]
     if file is not None:
-        with atomic_path(file, ".tmp.npy") as partial:  # whole or absent, even with parallel jobs
-            np.save(partial, proba)
+        with atomic_path(file) as partial, open(partial, "wb") as f:  # whole or absent, even with parallel jobs
+            np.save(f, proba)
     return _REFERENCE.setdefault(key, proba)
 
 
