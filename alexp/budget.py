@@ -71,8 +71,21 @@ class Budget:
         if self.max_labels is not None and self.max_labels < self.initial:
             raise AlexpError(f"max_labels={self.max_labels} is below initial={self.initial}")
 
+    def planned(self) -> int | None:
+        """Labels the budget buys when the pool is big enough (None: only max_cost or the pool's end stop it)."""
+        if self.schedule is not None:
+            total = self.schedule[-1]
+        elif self.rounds is not None:
+            total = (self.initial or self.batch_size) + self.rounds * self.batch_size
+        else:
+            total = None
+        if self.max_labels is not None:
+            total = self.max_labels if total is None else min(total, self.max_labels)
+        return total
+
     def check_pool(self, n_pool: int, n_classes: int = 2) -> None:
-        """Raise if the pool cannot hold the initial set or `max_labels` labels."""
+        """Raise if the pool cannot hold the initial set or the labels the budget plans to buy: a budget
+        silently cut short by a small pool would make a curve that looks like another experiment's."""
         for name, need in (("initial", self.initial), ("max_labels", self.max_labels)):
             if need is not None and need > n_pool:
                 raise AlexpError(f"budget.{name}={need} exceeds the pool of {n_pool} rows; lower it "
@@ -80,6 +93,12 @@ class Budget:
         if self.stratified and 0 < self.initial < n_classes:
             raise AlexpError(f"budget.initial={self.initial} cannot hold one item of each of {n_classes} "
                              "classes; raise it or set budget.stratified=false")
+        planned = self.planned()
+        if planned is not None and planned > n_pool:
+            how = (f"schedule ending at {planned}" if self.schedule is not None else
+                   f"{self.initial or self.batch_size} + {self.rounds} x {self.batch_size} = {planned} labels")
+            raise AlexpError(f"budget: {how} exceed the pool of {n_pool} rows; set budget.max_labels={n_pool} "
+                             "(or fewer rounds / a smaller batch_size), or give the data more rows")
 
     def next_batch(self, round_: int, n_labeled: int, n_unlabeled: int, spent: float = 0.0,
                    unit_cost: float = 1.0) -> int:

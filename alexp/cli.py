@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,6 @@ from alexp import AlexpError
 log = logging.getLogger("alexp")
 
 GROUPS = ("data", "features", "model", "acquisition", "oracle", "budget")
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the checkout's conf/ (editable install)
 # Arguments alexp passes at instantiation, not set in YAML.
 RUNTIME_ARGS = {"oracle": ("truth", "rng", "context", "pool_features"), "scout": ("features",)}
 # Settings that change neither a run's results (beyond float rounding) nor where it is logged.
@@ -36,24 +36,91 @@ NOT_PARAMS = ("tracking", *NOT_IN_RUN_KEY)  # overrides not worth an MLflow para
 
 
 def main() -> None:
-    """`alexp [overrides]` runs an experiment (Hydra); `alexp report [options]` summarises runs (see --help)."""
-    if len(sys.argv) > 1 and sys.argv[1] == "report":
-        from alexp import report
+    """`alexp [overrides]` runs an experiment (Hydra); `alexp report [options]` summarises runs (see --help).
 
-        report.main(sys.argv[2:])
-    else:
-        experiment()
+    A mistake in the command line, the config or the data ends the process with exit code 2 and one line
+    that names the setting or file and the fix; anything else is a bug and shows its traceback."""
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors instead of printing them; see user_error
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())  # `_target_: mymodule.MyStrategy` finds modules in the working folder
+    try:
+        if len(sys.argv) > 1 and sys.argv[1] == "report":
+            from alexp import report
+
+            report.main(sys.argv[2:])
+        else:
+            experiment()
+    except (Exception, UserError) as e:  # noqa: BLE001 - sorted into user errors (one line) and bugs (re-raised)
+        message = str(e) if isinstance(e, UserError) else user_error(e)
+        if message is None:
+            raise
+        from alexp.secrets import redact
+
+        print(f"alexp: error: {redact(message)}", file=sys.stderr)
+        sys.exit(2)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+class UserError(BaseException):
+    """A user error raised inside a Hydra job, already reduced to its line. Not an Exception, so that Hydra's
+    job runner lets it through without printing its own report (it catches Exception only)."""
+
+
+@hydra.main(version_base="1.3", config_path="pkg://alexp.conf", config_name="config")
 def experiment(cfg: DictConfig) -> None:
-    from sklearn.utils._param_validation import InvalidParameterError
-
     try:
         run(cfg)
-    except (AlexpError, InvalidParameterError) as e:
-        print(f"alexp: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    except Exception as e:
+        message = user_error(e)
+        if message is None:
+            raise
+        raise UserError(message) from None
+
+
+def user_error(e: BaseException) -> str | None:
+    """The one-line message for an error in the user's command line, config or data; None for a bug."""
+    from hydra.errors import (ConfigCompositionException, HydraException, MissingConfigException,
+                              OverrideParseException)
+    from omegaconf.errors import OmegaConfBaseException
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    if isinstance(e, AlexpError | InvalidParameterError):
+        return first_line(e)
+    if isinstance(e, MissingConfigException) and e.missing_cfg_file and "/" in e.missing_cfg_file:
+        group, _, option = e.missing_cfg_file.rpartition("/")
+        options = list(e.options or [])
+        close = difflib.get_close_matches(option, options, n=1)
+        return (f"{group}={option}: no such option" + (f"; did you mean {group}={close[0]}?" if close else "")
+                + f" (options: {', '.join(options)}; or a config folder of your own: --config-dir)")
+    if isinstance(e, ConfigCompositionException) and str(e).startswith("Could not override"):
+        return _unknown_key(e)
+    if isinstance(e, OverrideParseException):
+        return (f"cannot parse the command line ({first_line(e)}); write overrides as key=value (e.g. seed=1) and "
+                "put quotes around values with brackets, commas or spaces: 'data.path=\"my [1].csv\"'")
+    if isinstance(e, OmegaConfBaseException):
+        key = getattr(e, "full_key", None)
+        return f"{key}: {first_line(e)}" if key else first_line(e)
+    if isinstance(e, HydraException):
+        cause = e.__cause__
+        return user_error(cause) if cause is not None and user_error(cause) else first_line(e)
+    return None
+
+
+def _unknown_key(e: BaseException) -> str:
+    """'Could not override x.y' (a key the config lacks, set without +): alexp's did-you-mean instead."""
+    key = str(e).split("'")[1] if "'" in str(e) else "?"
+    parent = getattr(e.__cause__, "parent_node", None)
+    valid = [str(k) for k in parent if not str(k).startswith("_")] if isinstance(parent, DictConfig) else []
+    where, _, name = key.rpartition(".")
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f"; did you mean {where + '.' if where else ''}{close[0]}?" if close else ""
+    listed = f" (valid keys{' of ' + where if where else ''}: {', '.join(valid)})" if valid else ""
+    return f"unknown key {key!r}{hint}{listed}"
+
+
+def first_line(e: BaseException) -> str:
+    """The first meaningful line of an error message, at most 300 characters: library messages can be long."""
+    line = next((s.strip() for s in str(e).splitlines() if s.strip()), type(e).__name__)
+    return line if len(line) <= 300 else line[:297] + "..."
 
 
 class InitTrackingStore(Callback):
@@ -66,62 +133,142 @@ class InitTrackingStore(Callback):
 
 
 def run(cfg: DictConfig) -> None:
-    """One experiment: every group checked before any work, then data -> features -> loop -> tracking."""
-    from alexp import data, tracking
-    from alexp.loop import Loop, LoopState, stream, stream_int
+    """One experiment: every setting checked before any work, then data -> features -> loop -> tracking.
 
+    One run per config: a lock on the run key makes a second process with the same config wait, and a config
+    whose run has finished is reported, not run again."""
+    from alexp import faults, tracking
+    from alexp.loop import LoopState
+
+    check_seed(cfg.seed)
     threads = job_threads(cfg.get("threads", "auto"))
     limit_threads(threads)
-    groups = [g for g in (*GROUPS, "scout") if cfg.get(g) is not None]
-    for group in groups:
+    for group in (g for g in (*GROUPS, "scout") if cfg.get(g) is not None):
         check_node(cfg[group], group, skip=RUNTIME_ARGS.get(group, ()))
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    key = run_key(resolved)
+    state_dir = _state_dir(cfg.state_dir)
+    uri, experiment_name = cfg.tracking.uri, cfg.tracking.experiment_name
+    tracking.check_uri(uri)
+    checkpoint = state_dir / f"{key}.npz"
+    with tracking.locked(state_dir / f"{key}.lock", f"another process is running this config (run key {key}); "
+                         "waiting for it to finish"):
+        found = tracking.find_run(uri, experiment_name, key)
+        if found is not None and found.status == "FINISHED":
+            checkpoint.unlink(missing_ok=True)  # left by a process killed after the run was marked finished
+            kappa, n = found.metrics.get("kappa"), found.metrics.get("n_labels")
+            print(f"already finished: run {found.run_id} ({found.name})"
+                  + (f", kappa {kappa:.3f} at {n:.0f} labels" if kappa is not None and n is not None else "")
+                  + "; change the config or seed for a new run, or delete that run to redo it")
+            return
+        parts = _build(cfg)
+        state = LoopState.load(checkpoint) if checkpoint.is_file() else None
+        if state is not None:
+            log.info("resuming from %s at round %d (%d labels)", checkpoint, state.round, state.n_labeled)
+        run_id = state.run_id if state is not None else (found.run_id if found is not None else None)
+        tags = {"alexp.run_key": key, "alexp.threads": str(threads)}
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            tags["alexp.sweep_dir"] = str(Path(HydraConfig.get().sweep.dir).resolve())  # groups a sweep's runs
+        with tracking.tracked_run(uri, experiment_name, parts.run_name, run_params(cfg), tags, resolved,
+                                  run_id=run_id) as tracker:
+            state = state or LoopState.fresh(parts.n_pool)
+            state.run_id = tracker.run_id
+            loop = parts.loop(cfg, tracker.log_metrics, checkpoint)
+            if not state.finished:
+                state = loop.run(state)
+            if not state.finished:
+                tracker.pause()
+                print(f"alexp: waiting for {state.pending.size} labels: {parts.oracle.where()}; "
+                      "then run the same command again")
+                return
+            parts.oracle.finish()
+            _log_final_state(tracker, state, parts.pool_ids)
+            faults.crash_point("final")
+        checkpoint.unlink(missing_ok=True)
+    print(f"run {tracker.run_id} ({parts.run_name}): kappa by label count")
+    print(_curve_table(state.history))
+
+
+@dataclass
+class Parts:
+    """What one run is made of, built from its config."""
+
+    table: Any
+    pool_rows: Any
+    test_rows: Any
+    X_pool: Any
+    X_test: Any
+    model: Any
+    acquisition: Any
+    budget: Any
+    oracle: Any
+    scout: Any
+    run_name: str
+
+    @property
+    def n_pool(self) -> int:
+        return len(self.pool_rows)
+
+    @property
+    def pool_ids(self):
+        return self.table.ids[self.pool_rows]
+
+    def loop(self, cfg: DictConfig, log_metrics, checkpoint: Path):
+        from alexp.loop import Loop
+
+        return Loop(self.X_pool, self.X_test, self.table.y[self.test_rows], self.model, self.acquisition,
+                    self.oracle, self.budget, cfg.seed, truth=self.table.y[self.pool_rows],
+                    log_metrics=log_metrics, checkpoint=checkpoint, progress=cfg.progress, scout=self.scout)
+
+
+def _build(cfg: DictConfig) -> Parts:
+    """Build every part, checking that they fit together (data vs budget, model vs strategy) before any work."""
+    from alexp import data
+    from alexp.acquisition import check_compatible
+    from alexp.features import featurize
+    from alexp.loop import stream, stream_int
+
     source, features, model = build(cfg, "data"), build(cfg, "features"), build(cfg, "model")
     acquisition, budget = build(cfg, "acquisition"), build(cfg, "budget")
-    scout = build(cfg, "scout", features=features) if "scout" in groups else None
+    scout = build(cfg, "scout", features=features) if cfg.get("scout") is not None else None
     if budget.initial == 0 and scout is None:
         raise AlexpError("budget: initial=0 starts from a scout's predictions; add scout=zero_shot "
                          "(or set budget.initial to a number of labels)")
-
+    check_compatible(acquisition, model)
     table = _prefixed("data", source.load)
+    data.check_classes(table)
     pool_rows, test_rows = data.split(table, source.test_size, stream_int(cfg.seed, "split"))
     budget.check_pool(len(pool_rows))
-    raw_text = getattr(model, "accepts_text", False)
-    X_pool, X_test = featurize(features, table, pool_rows, test_rows, raw_text)
-    if raw_text:
-        check_reads_text(acquisition, type(model).__name__)
-    if getattr(acquisition, "needs_samples", False) and not hasattr(model, "sample_proba"):
-        raise AlexpError(f"acquisition: {type(acquisition).__name__} needs posterior samples, and "
-                         f"{type(model).__name__} draws none; use model=mlp_head or model=transformer")
+    X_pool, X_test = featurize(features, table, pool_rows, test_rows, getattr(model, "accepts_text", False))
     context = {"id": table.ids[pool_rows], **({"text": table.inputs[pool_rows]} if table.is_text else {}),
                **{name: column[pool_rows] for name, column in table.extra.items()}}
     oracle = build(cfg, "oracle", truth=table.y[pool_rows], rng=stream(cfg.seed, "oracle"), context=context,
                    pool_features=X_pool)
+    return Parts(table, pool_rows, test_rows, X_pool, X_test, model, acquisition, budget, oracle, scout,
+                 run_name(cfg))
 
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    key = run_key(resolved)
-    checkpoint = Path(cfg.state_dir) / f"{key}.npz"
-    state = _unfinished_state(checkpoint)
-    choices = _choices()
-    run_name = f"{choices.get('data')}-{choices.get('acquisition')}-{choices.get('oracle')}-seed{cfg.seed}"
-    tags = {"alexp.run_key": key, "alexp.threads": str(threads)}
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        tags["alexp.sweep_dir"] = HydraConfig.get().sweep.dir  # groups the runs of one sweep
-    with tracking.tracked_run(cfg.tracking.uri, cfg.tracking.experiment_name, run_name, run_params(cfg),
-                              tags, resolved, run_id=state.run_id if state else None) as tracker:
-        state = state or LoopState.fresh(len(pool_rows))
-        state.run_id = tracker.run_id
-        loop = Loop(X_pool, X_test, table.y[test_rows], model, acquisition, oracle, budget, cfg.seed,
-                    truth=table.y[pool_rows], log_metrics=tracker.log_metrics, checkpoint=checkpoint,
-                    progress=cfg.progress, scout=scout)
-        state = loop.run(state)
-        if not state.finished:
-            tracker.pause()
-            where = oracle.where()
-            print(f"alexp: waiting for {state.pending.size} labels: {where}; then run the same command again")
-            return
-        _log_final_state(tracker, state, table.ids[pool_rows], checkpoint)
-    print(f"run {tracker.run_id} ({run_name}): kappa by label count")
-    print(_curve_table(state.history))
+
+def run_name(cfg: DictConfig) -> str:
+    c = _choices()
+    return f"{c.get('data')}-{c.get('acquisition')}-{c.get('oracle')}-seed{cfg.seed}"
+
+
+def check_seed(seed: Any) -> None:
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise AlexpError(f"seed must be a non-negative integer, got {seed!r}; e.g. seed=0 (sweep: -m seed=0,1,2)")
+
+
+def _state_dir(setting: str) -> Path:
+    path = Path(setting)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise AlexpError(f"state_dir={setting!r} is a file, not a folder; point state_dir (or ALEXP_STATE_DIR) "
+                         "at a folder") from None
+    except PermissionError:
+        raise AlexpError(f"state_dir={setting!r} cannot be created here (permission denied); point state_dir "
+                         "(or ALEXP_STATE_DIR) at a writable folder") from None
+    return path
 
 
 def job_threads(setting: Any, cores: int | None = None) -> int:
@@ -154,19 +301,6 @@ def limit_threads(threads: int) -> None:
     threadpool_limits(threads)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
-
-
-def _unfinished_state(checkpoint: Path):
-    """The loop state of an interrupted run with this config, or None to start afresh."""
-    from alexp.loop import LoopState
-
-    if not checkpoint.is_file():
-        return None
-    state = LoopState.load(checkpoint)
-    if state.finished:
-        return None
-    log.info("resuming from %s at round %d (%d labels)", checkpoint, state.round, state.n_labeled)
-    return state
 
 
 def check_node(node: Any, where: str, skip: tuple[str, ...] = ()) -> None:
@@ -235,50 +369,6 @@ def _prefixed(group: str, fn):
         raise AlexpError(f"{group}: {cause or e}") from None
 
 
-def featurize(features, table, pool_rows, test_rows, raw_text: bool = False):
-    """Fit the representation on the pool's inputs only, then transform every row once; -> (X_pool, X_test).
-
-    With `raw_text` (a model that reads text, such as model=transformer) the texts themselves are the inputs."""
-    from alexp import shards
-
-    kind = "text" if table.is_text else "numeric"
-    identity = type(features).__name__ == "FunctionTransformer" and features.func is None
-    if raw_text:
-        if not table.is_text:
-            raise AlexpError("model: this model reads raw texts and the data is numeric; use a text dataset, or "
-                             "model=logreg / mlp_head for numeric features")
-        if not identity:
-            raise AlexpError(f"features: the model reads raw texts itself; use features=identity "
-                             f"(got {type(features).__name__})")
-        return table.inputs[pool_rows], table.inputs[test_rows]
-    if shards.is_disk(table.inputs):  # views that stay on disk: each round streams them
-        if not identity:
-            raise AlexpError(f"features: an on-disk pool stores its features already; use features=identity "
-                             f"(got {type(features).__name__})")
-        return table.inputs.rows(pool_rows), table.inputs.rows(test_rows)
-    try:
-        features.fit(table.inputs[pool_rows])
-        X = features.transform(table.inputs)
-    except (AttributeError, TypeError, ValueError) as e:
-        raise AlexpError(f"features: {type(features).__name__} cannot transform {kind} inputs ({e}); "
-                         "use features=identity for numeric data, tfidf or minilm for text") from None
-    if shards.is_disk(X):  # embeddings written to disk by the features step (e.g. minilm with on_disk=true)
-        return X.rows(pool_rows), X.rows(test_rows)
-    if getattr(getattr(X, "dtype", None), "kind", None) == "O":
-        raise AlexpError(f"features: {type(features).__name__} left the inputs as text; "
-                         "use features=tfidf or features=minilm for text data")
-    return X[pool_rows], X[test_rows]
-
-
-def check_reads_text(acquisition, model_name: str) -> None:
-    """Strategies that compare feature vectors cannot run on raw texts: say which ones can."""
-    for strategy in (acquisition, getattr(acquisition, "base", None)):
-        if getattr(strategy, "reads_features", False):
-            raise AlexpError(f"acquisition: {type(strategy).__name__} compares feature vectors, and {model_name} "
-                             "reads raw texts; use an uncertainty, committee or BALD strategy (entropy, margin, "
-                             "vote_entropy, bald, ...) or features=minilm with model=mlp_head")
-
-
 def run_key(resolved: dict) -> str:
     """Hash of the config that determines a run's results and its MLflow experiment: the same config resumes
     the same checkpoint (and MLflow run); the same experiment logged to another store or experiment does not."""
@@ -306,8 +396,8 @@ def _choices() -> dict[str, str | None]:
     return {g.split("@")[-1]: v for g, v in choices if not g.startswith("hydra")}
 
 
-def _log_final_state(tracker, state, pool_ids, checkpoint: Path) -> None:
-    """Final state (for replay) and a readable table of the labeled items as artifacts; then drop the checkpoint."""
+def _log_final_state(tracker, state, pool_ids) -> None:
+    """Final state (for replay) and a readable table of the labeled items as artifacts (logging twice is fine)."""
     import tempfile
 
     import polars as pl
@@ -318,7 +408,6 @@ def _log_final_state(tracker, state, pool_ids, checkpoint: Path) -> None:
         pl.DataFrame({"id": pool_ids[rows], "round": state.labeled_in[rows], "label": state.labels[rows]}
                      ).write_parquet(Path(tmp) / "labeled.parquet")
         tracker.log_artifacts(Path(tmp))
-    checkpoint.unlink(missing_ok=True)
 
 
 def _curve_table(history: list[dict[str, float]]):

@@ -125,7 +125,22 @@ class File:
         """Read, validate and subsample the file; raises AlexpError naming the first problem found."""
         import polars as pl
 
-        frame = self._scan().collect()
+        lazy = self._scan()
+        try:
+            frame = lazy.collect()
+        except pl.exceptions.PolarsError as e:
+            raise AlexpError(f"cannot read {self.path}: {_first_line(e)}; save it as UTF-8 "
+                             f"{Path(self.path).suffix.lstrip('.').upper() or 'CSV'} with a header row and "
+                             "quoted text fields (or as .parquet)") from None
+        if not frame.height:
+            raise AlexpError(f"{self.path} has a header but no rows; give data.path a file with labeled rows")
+        nested = [c for c, t in frame.schema.items() if t.is_nested()]
+        if nested:
+            raise AlexpError(f"column {nested[0]!r} of {self.path} holds {frame.schema[nested[0]]} values; "
+                             "label, text, id and feature columns must hold one value per row")
+        if self.text_column is not None and frame.schema[self.text_column] != pl.String:
+            raise AlexpError(f"text column {self.text_column!r} of {self.path} holds {frame.schema[self.text_column]}"
+                             " values, not text; name a column of texts (or use data.feature_columns)")
         label = frame[self.label_column]
         if label.null_count():
             raise AlexpError(
@@ -164,16 +179,24 @@ class File:
         import polars as pl
 
         path = Path(self.path)
+        if path.is_dir():
+            raise AlexpError(f"data.path={self.path!r} is a folder; point it at a .parquet, .csv or .tsv file")
         if not path.is_file():
             raise AlexpError(f"data file not found: {path} (set data.path, or ALEXP_DATA_DIR for the presets)")
         readers = {".parquet": pl.scan_parquet, ".csv": pl.scan_csv, ".tsv": _scan_tsv}
         if path.suffix.lower() not in readers:
             raise AlexpError(f"unsupported data file type {path.suffix!r} for {path}: use .parquet, .csv or .tsv")
-        lazy = readers[path.suffix.lower()](path)
+        if path.stat().st_size == 0:
+            raise AlexpError(f"data file {path} is empty; give data.path a file with a header and labeled rows")
+        try:
+            lazy = readers[path.suffix.lower()](path, glob=False)  # a path is a path, even with [1] or * in it
+            available = lazy.collect_schema().names()
+        except pl.exceptions.PolarsError as e:
+            raise AlexpError(f"cannot read {path}: {_first_line(e)}; save it as UTF-8 with a header row "
+                             "(or as .parquet)") from None
         wanted = [self.label_column, self.text_column, *(self.feature_columns or ()), self.id_column,
                   *self.context_columns]
         wanted = list(dict.fromkeys(c for c in wanted if c is not None))
-        available = lazy.collect_schema().names()
         missing = [c for c in [*wanted, *(self.select or {})] if c not in available]
         if missing:
             raise AlexpError(f"column {missing[0]!r} not in {path.name}; available columns: {available}")
@@ -209,10 +232,26 @@ class File:
         return matrix
 
 
-def _scan_tsv(path):
+def _scan_tsv(path, glob: bool = True):
     import polars as pl
 
-    return pl.scan_csv(path, separator="\t")
+    return pl.scan_csv(path, separator="\t", glob=glob)
+
+
+def _first_line(e: BaseException) -> str:
+    """The first meaningful line of a library error (polars errors run to hundreds of lines)."""
+    line = next((s.strip() for s in str(e).splitlines() if s.strip()), type(e).__name__)
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+def check_classes(table: Table) -> None:
+    """Raise AlexpError unless both classes occur: a one-class pool gives no curve to speak of."""
+    counts = np.bincount(table.y, minlength=2)
+    if (counts == 0).any():
+        missing = table.classes[int(np.argmin(counts))]
+        raise AlexpError(f"data: every one of the {len(table)} rows has label {table.classes[int(np.argmax(counts))]!r}"
+                         f" and none has {missing!r}; alexp needs both classes (check data.label_column and "
+                         "data.classes, or data.select)")
 
 
 def _first(mask, k: int = 5) -> list[int]:

@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from alexp import AlexpError
 from alexp.atomic import atomic_path
 
 log = logging.getLogger(__name__)
@@ -147,3 +148,36 @@ def _locked(path: Path):
         yield
 
 
+def featurize(features, table, pool_rows, test_rows, raw_text: bool = False):
+    """Fit the representation on the pool's inputs only, then transform every row once; -> (X_pool, X_test).
+
+    With `raw_text` (a model that reads text, such as model=transformer) the texts themselves are the inputs."""
+    from alexp import shards
+
+    kind = "text" if table.is_text else "numeric"
+    identity = type(features).__name__ == "FunctionTransformer" and features.func is None
+    if raw_text:
+        if not table.is_text:
+            raise AlexpError("model: this model reads raw texts and the data is numeric; use a text dataset, or "
+                             "model=logreg / mlp_head for numeric features")
+        if not identity:
+            raise AlexpError(f"features: the model reads raw texts itself; use features=identity "
+                             f"(got {type(features).__name__})")
+        return table.inputs[pool_rows], table.inputs[test_rows]
+    if shards.is_disk(table.inputs):  # views that stay on disk: each round streams them
+        if not identity:
+            raise AlexpError(f"features: an on-disk pool stores its features already; use features=identity "
+                             f"(got {type(features).__name__})")
+        return table.inputs.rows(pool_rows), table.inputs.rows(test_rows)
+    try:
+        features.fit(table.inputs[pool_rows])
+        X = features.transform(table.inputs)
+    except (AttributeError, TypeError, ValueError) as e:
+        raise AlexpError(f"features: {type(features).__name__} cannot transform {kind} inputs ({e}); "
+                         "use features=identity for numeric data, tfidf or minilm for text") from None
+    if shards.is_disk(X):  # embeddings written to disk by the features step (e.g. minilm with on_disk=true)
+        return X.rows(pool_rows), X.rows(test_rows)
+    if getattr(getattr(X, "dtype", None), "kind", None) == "O":
+        raise AlexpError(f"features: {type(features).__name__} left the inputs as text; "
+                         "use features=tfidf or features=minilm for text data")
+    return X[pool_rows], X[test_rows]

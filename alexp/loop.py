@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.dummy import DummyClassifier
 
-from alexp import models
+from alexp import faults, models
 from alexp.acquisition import Acquisition, PoolView
 from alexp.atomic import atomic_path
 from alexp.budget import Budget
@@ -118,6 +118,7 @@ class Loop:
             raise ValueError("budget.initial=0 starts from a scout's predictions: set one (scout=zero_shot)")
         if self.scout is not None and not state.history:
             self._evaluate_scout(state)
+        self.oracle.resume(np.flatnonzero(state.labeled_in >= 0))
         if state.pending.size:  # resumed while waiting: requests are idempotent, so ask again
             self.oracle.request(state.pending)
         total = None if self.budget.rounds is None else self.budget.rounds + 1
@@ -127,8 +128,10 @@ class Loop:
             while True:
                 if state.pending.size:
                     answers = self.oracle.collect()
-                    if answers:
+                    if answers is not None:
                         self._accept(state, answers)
+                        faults.crash_point("accepted")
+                        self.oracle.commit()  # the answers are in the saved state: the oracle may let go of them
                     if state.pending.size:  # nothing, or only part of the batch, came back
                         if answers:
                             self.oracle.request(state.pending)  # ask again for the rest only
@@ -181,6 +184,8 @@ class Loop:
 
     def _accept(self, state: LoopState, answers: dict[int, int]) -> None:
         """Record answers (all of the request, or part of it: the rest stays pending) and save at once."""
+        if not answers:
+            return
         ids = np.fromiter(answers.keys(), dtype=np.intp, count=len(answers))
         if not np.isin(ids, state.pending).all():
             raise RuntimeError(f"oracle answered ids that were not requested: {ids[~np.isin(ids, state.pending)][:5]}")

@@ -1,28 +1,128 @@
-"""MLflow tracking: the only module that imports mlflow. One Hydra job = one MLflow run."""
+"""MLflow tracking: the only module that imports mlflow. One run config = one MLflow run, whatever happens.
+
+A run is found again by its tag `alexp.run_key` (the hash of its config): a rerun of a finished config reports
+that run, and a rerun of an interrupted one continues it, logging only the points it had not logged yet.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote
+
+from alexp import AlexpError, faults
+from alexp.secrets import redact
 
 log = logging.getLogger(__name__)
 
-# Without this tag MLflow 3's UI opens the experiment in GenAI mode instead of runs and charts.
+# MLflow 3's UI opens an experiment on its GenAI pages unless told otherwise; this tag marks a training one.
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
-def init_store(uri: str, experiment_name: str) -> str:
-    """Create (or migrate) the store and the experiment if needed; returns the experiment id.
+@contextmanager
+def locked(path: Path, wait_message: str | None = None) -> Iterator[None]:
+    """Hold an exclusive advisory lock (flock) on `path` (a file, created if needed, or a folder) while inside.
 
-    Called once before parallel jobs start: several first-time writers on a fresh sqlite store corrupt it.
-    """
+    The kernel drops the lock when the process dies, so a killed holder never leaves a stale lock behind."""
+    fd = os.open(path, os.O_RDONLY) if path.is_dir() else os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if wait_message:
+                print(f"alexp: {wait_message}", flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a `sqlite:///path` URI (None for other stores and in-memory sqlite)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = unquote(uri[len("sqlite:///"):].split("?")[0])
+    return Path(path) if path and path != ":memory:" else None
+
+
+def check_uri(uri: str) -> None:
+    """Raise AlexpError for a tracking URI MLflow cannot use, without creating anything."""
+    db = sqlite_file(uri)
+    if db is None:
+        _client(uri)
+    elif not db.parent.is_dir():
+        raise AlexpError(f"tracking.uri: the folder of {db} does not exist; create it or point tracking.uri "
+                         "at an existing folder (default sqlite:///mlflow.db)")
+
+
+def store_exists(uri: str) -> bool:
+    """False for a sqlite store not created yet (so it holds no run); True for every other kind of store."""
+    db = sqlite_file(uri)
+    return db is None or db.exists()
+
+
+def ensure_store(uri: str) -> None:
+    """Create a fresh sqlite store so that no kill or concurrent first user can leave it half-made.
+
+    MLflow creates its tables in many migration steps; a process killed between them, or two processes doing
+    them at once, break the file for good. Here one process at a time (a lock on the folder) builds the store
+    under a temporary name and renames it into place, so the store either does not exist or is complete."""
+    db = sqlite_file(uri)
+    if db is None or db.exists():
+        return
+    check_uri(uri)
+    with locked(db.parent):
+        if db.exists():  # made by another process while this one waited
+            return
+        for stale in db.parent.glob(f".{db.name}.*.creating"):  # left by a killed creator
+            stale.unlink(missing_ok=True)
+        tmp = db.parent / f".{db.name}.{os.getpid()}.creating"
+        chatty = [logging.getLogger(name) for name in ("mlflow.store.db.utils", "alembic")]
+        levels = [logger.level for logger in chatty]
+        for logger in chatty:  # "Creating initial MLflow database tables..." on every new store
+            logger.setLevel(logging.WARNING)
+        try:
+            _client(f"sqlite:///{tmp.resolve()}").search_experiments(max_results=1)  # runs MLflow's migrations
+        finally:
+            for logger, level in zip(chatty, levels):
+                logger.setLevel(level)
+        _dispose(f"sqlite:///{tmp.resolve()}")
+        faults.crash_point("store")
+        os.replace(tmp, db)
+
+
+def _dispose(uri: str) -> None:
+    """Close the cached connections of the store at `uri` (about to be renamed)."""
+    from mlflow.tracking._tracking_service.utils import _get_store
+
+    store = _get_store(uri)
+    engine = getattr(store, "engine", None)
+    if engine is not None:
+        engine.dispose()
+
+
+def _client(uri: str):
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    client = mlflow.MlflowClient(tracking_uri=uri)
+    try:
+        return mlflow.MlflowClient(tracking_uri=uri)  # checks the URI's scheme
+    except MlflowException:
+        raise AlexpError(f"tracking.uri={redact(uri)!r} is not a store MLflow can use; use sqlite:///mlflow.db, "
+                         "a folder such as file:./mlruns, or http(s)://host:port of an MLflow server") from None
+
+
+def init_store(uri: str, experiment_name: str) -> str:
+    """Create the store (safely) and the experiment if needed; returns the experiment id."""
+    from mlflow.exceptions import MlflowException
+
+    ensure_store(uri)
+    client = _client(uri)
     exp = client.get_experiment_by_name(experiment_name)
     if exp is None:
         try:
@@ -38,15 +138,46 @@ def init_store(uri: str, experiment_name: str) -> str:
 
 
 @dataclass(frozen=True)
-class Tracker:
-    """Logging handle of one active run."""
+class Found:
+    """The latest run logged for a run key."""
 
     run_id: str
+    status: str  # RUNNING | SCHEDULED | FINISHED | FAILED | KILLED
+    name: str
+    metrics: dict[str, float]
+
+
+def find_run(uri: str, experiment_name: str, key: str) -> Found | None:
+    """The run of config `key` (a finished one first, else the latest), or None if none was started."""
+    if not store_exists(uri):
+        return None
+    client = _client(uri)
+    exp = client.get_experiment_by_name(experiment_name)
+    if exp is None:
+        return None
+    runs = client.search_runs([exp.experiment_id], f"tags.`alexp.run_key` = '{key}'",
+                              order_by=["attributes.start_time DESC"], max_results=100)
+    if not runs:
+        return None
+    run = next((r for r in runs if r.info.status == "FINISHED"), runs[0])
+    return Found(run.info.run_id, run.info.status, run.info.run_name, dict(run.data.metrics))
+
+
+@dataclass
+class Tracker:
+    """Logging handle of one active run. Points it logged before (an interrupted attempt) are not logged again."""
+
+    run_id: str
+    logged: set[tuple[str, int]] = field(default_factory=set)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         import mlflow
 
-        mlflow.log_metrics(dict(metrics), step=step)
+        new = {k: v for k, v in metrics.items() if (k, step) not in self.logged}
+        if new:
+            mlflow.log_metrics(new, step=step)
+            self.logged.update((k, step) for k in new)
+            faults.crash_point("logged")
 
     def pause(self) -> None:
         """End the run as SCHEDULED (waiting for labels); continuing it later sets it running again."""
@@ -63,24 +194,29 @@ class Tracker:
 @contextmanager
 def tracked_run(uri: str, experiment_name: str, run_name: str, params: Mapping[str, str],
                 tags: Mapping[str, str], config: dict, run_id: str | None = None) -> Iterator[Tracker]:
-    """Start a new run (or continue `run_id`), logging params, tags and the resolved config once."""
+    """Start a new run (or continue `run_id`), logging the params, tags and config it does not have yet.
+
+    Every value passes through `redact` first: no credential reaches the store."""
     import mlflow
 
-    mlflow.set_tracking_uri(uri)
     experiment_id = init_store(uri, experiment_name)
-    new = {} if run_id else {"experiment_id": experiment_id, "run_name": run_name, "tags": dict(tags)}
+    mlflow.set_tracking_uri(uri)
+    client = _client(uri)
+    new = {} if run_id else {"experiment_id": experiment_id, "run_name": run_name}
     with mlflow.start_run(run_id=run_id, log_system_metrics=False, **new) as run:
-        if run_id is None:
-            mlflow.log_params(dict(params))
-            mlflow.log_dict(config, "config.yaml")
-        yield Tracker(run.info.run_id)
+        data = client.get_run(run.info.run_id).data
+        missing = {k: redact(str(v)) for k, v in params.items() if k not in data.params}
+        if missing:
+            mlflow.log_params(missing)
+        mlflow.set_tags({k: redact(str(v)) for k, v in tags.items()})
+        mlflow.log_dict(redact(config), "config.yaml")
+        logged = {(key, m.step) for key in data.metrics for m in client.get_metric_history(run.info.run_id, key)}
+        yield Tracker(run.info.run_id, logged)
 
 
 def client(uri: str):
     """An MlflowClient on `uri`."""
-    import mlflow
-
-    return mlflow.MlflowClient(tracking_uri=uri)
+    return _client(uri)
 
 
 def log_report(uri: str, experiment_name: str, folder: Path) -> str:

@@ -210,8 +210,19 @@ def test_max_candidates_scores_only_a_seeded_subsample(name, pool, fitted, fitte
     np.testing.assert_array_equal(a, strategy(Spy(), view, 10, np.random.default_rng(3)))
 
 
-def test_max_candidates_must_be_a_positive_count(pool, fitted, rng):
+@pytest.mark.parametrize("name", ["entropy", "bald", "batchbald", "coreset", "badge", "boundary_pairs"])
+def test_max_candidates_must_be_a_positive_count_at_construction(name):
     from alexp import AlexpError
+    from alexp.acquisition import Bald, BatchBald, Badge, BoundaryPairs, Coreset, Entropy
 
-    with pytest.raises(AlexpError, match="max_candidates must be a positive number of rows or null, got 0"):
-        strategy_from_config("entropy", max_candidates=0)(fitted, half_labeled(pool, rng), 5, np.random.default_rng(0))
+    cls = {"entropy": Entropy, "bald": Bald, "batchbald": BatchBald, "coreset": Coreset, "badge": Badge,
+           "boundary_pairs": BoundaryPairs}[name]
+    with pytest.raises(AlexpError, match="max_candidates must be a positive number of rows or null"):
+        cls(max_candidates=0)
+
+
+@pytest.mark.parametrize("name", ["coreset", "badge", "boundary_pairs", "entropy"])
+def test_max_candidates_below_the_batch_size_still_gives_a_batch_of_distinct_rows(name, pool, fitted, rng):
+    """The subsample never holds fewer rows than the batch: coreset once returned duplicates, badge raised."""
+    picked = strategy_from_config(name, max_candidates=3)(fitted, half_labeled(pool, rng), 10, np.random.default_rng(0))
+    assert len(picked) == 10 and len(np.unique(picked)) == 10

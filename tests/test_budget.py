@@ -155,7 +155,7 @@ def test_check_pool_rejects_stratified_initial_below_the_number_of_classes():
 
 
 def test_check_pool_allows_small_initial_when_not_stratified():
-    Budget(initial=2, stratified=False).check_pool(100, n_classes=3)
+    Budget(initial=2, rounds=4, stratified=False).check_pool(100, n_classes=3)
 
 
 def test_booleans_are_not_counts():
@@ -171,3 +171,13 @@ def test_a_schedule_tops_the_labels_up_to_each_count():
     for bad in ([], [100, 100], [300, 100], [0, 10]):
         message = error_message(lambda bad=bad: Budget(schedule=bad))
         assert "schedule must be increasing positive label counts" in message
+
+
+def test_check_pool_rejects_a_budget_the_pool_cannot_meet():
+    """A 30-row file with the default 220-label budget once ran to the end and cut the budget silently."""
+    message = error_message(lambda: Budget().check_pool(24))
+    assert "20 + 10 x 20 = 220 labels exceed the pool of 24 rows" in message and "budget.max_labels=24" in message
+    Budget(max_labels=24).check_pool(24)  # the fix it suggests works
+    Budget(schedule=[10, 30]).check_pool(30)
+    assert "schedule ending at 31" in error_message(lambda: Budget(schedule=[10, 31]).check_pool(30))
+    Budget(initial=2, rounds=None, max_cost=1000).check_pool(5)  # a money budget ends with the pool

@@ -158,9 +158,9 @@ def test_whole_space_strategies_subsample_a_pool_on_disk(stored, monkeypatch):
     monkeypatch.setattr(acquisition.base, "ON_DISK_CANDIDATES", 10)
     labeled_in = np.full(60, -1)
     labeled_in[:5] = 0
-    rows = acquisition.base.candidates(PoolView(disk, labeled_in), None, np.random.default_rng(0))
+    rows = acquisition.base.candidates(PoolView(disk, labeled_in), None, 10, np.random.default_rng(0))
     assert len(rows) == 10 and rows.min() >= 5
-    assert len(acquisition.base.candidates(PoolView(X, labeled_in), None, np.random.default_rng(0))) == 55
+    assert len(acquisition.base.candidates(PoolView(X, labeled_in), None, 10, np.random.default_rng(0))) == 55
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ Scores are pure functions where higher means "more worth labeling". Pool-wide sc
 rows at a time with a running top-k: one pass over the features, O(block + k) extra memory, no pool copies.
 """
 
-from alexp.acquisition.base import Acquisition, PoolView, blocks, select_top, top_k
+from alexp.acquisition.base import Acquisition, PoolView, blocks, check_compatible, select_top, top_k
 from alexp.acquisition.bayesian import Bald, BatchBald, bald, batch_bald
 from alexp.acquisition.boundary import BoundaryPairs
 from alexp.acquisition.committee import KLDisagreement, VoteEntropy, consensus_kl, vote_entropy
@@ -16,8 +16,8 @@ from alexp.acquisition.uncertainty import (DensityWeighted, Entropy, LeastConfid
                                            least_confidence, margin)
 
 __all__ = [
-    "Acquisition", "PoolView", "blocks", "select_top", "top_k", "Random", "Entropy", "Margin", "LeastConfidence",
-    "DensityWeighted", "VoteEntropy", "KLDisagreement", "Coreset", "Badge", "ClusterMargin", "ClassBalanced",
-    "BoundaryPairs", "Bald", "BatchBald", "entropy", "margin", "least_confidence", "vote_entropy", "consensus_kl",
-    "k_center_greedy", "bald", "batch_bald",
+    "Acquisition", "PoolView", "blocks", "check_compatible", "select_top", "top_k",
+    "Random", "Entropy", "Margin", "LeastConfidence", "DensityWeighted", "VoteEntropy", "KLDisagreement", "Coreset",
+    "Badge", "ClusterMargin", "ClassBalanced", "BoundaryPairs", "Bald", "BatchBald",
+    "entropy", "margin", "least_confidence", "vote_entropy", "consensus_kl", "k_center_greedy", "bald", "batch_bald",
 ]

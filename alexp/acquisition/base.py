@@ -121,29 +121,39 @@ def select_top(score: Callable[[Any], NDArray], pool: PoolView, n: int, rng: np.
     return best_rows
 
 
-def candidates(pool: PoolView, max_candidates: int | None, rng: np.random.Generator) -> NDArray[np.intp]:
-    """The candidate rows, or a uniform random subsample of `max_candidates` of them (sorted).
+def candidates(pool: PoolView, max_candidates: int | None, n: int, rng: np.random.Generator) -> NDArray[np.intp]:
+    """The candidate rows (sorted), or a seeded uniform random subsample of max(`max_candidates`, n) of them.
 
-    For strategies that compare candidates with each other and so read them all into memory (coreset, badge,
-    boundary_pairs): with `max_candidates` null, a pool on disk (alexp.shards) gives a subsample of
-    ON_DISK_CANDIDATES rows instead of every candidate."""
+    Strategies that compare candidates with each other read them all into memory (coreset, badge,
+    boundary_pairs): for them, `max_candidates` null on a pool on disk (alexp.shards) means ON_DISK_CANDIDATES.
+    Strategies with costly scores (a transformer) score only these rows: `pool.restrict(candidates(...))`.
+    Never fewer than n rows remain, so a batch of n distinct rows can always be picked."""
     if max_candidates is None and is_disk(pool.X):
         max_candidates = ON_DISK_CANDIDATES
     rows = pool.unlabeled()
-    if max_candidates is not None and len(rows) > max_candidates:
-        rows = np.sort(rng.choice(rows, max_candidates, replace=False))
+    if max_candidates is not None and len(rows) > max(max_candidates, n):
+        rows = np.sort(rng.choice(rows, max(max_candidates, n), replace=False))
     return rows
 
 
-def subsample(pool: PoolView, max_candidates: int | None, n: int, rng: np.random.Generator) -> PoolView:
-    """The pool with its candidates limited to a seeded random `max_candidates` of them (at least n), or as is.
+def check_max_candidates(value: int | None) -> None:
+    """For strategies' __post_init__: max_candidates is null or a positive number of rows."""
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise AlexpError(f"max_candidates must be a positive number of rows or null (every candidate), "
+                         f"got {value!r}")
 
-    For models whose scores are expensive (a transformer scoring every tweet of a large pool each round)."""
-    if max_candidates is None:
-        return pool
-    if not isinstance(max_candidates, int) or max_candidates < 1:
-        raise AlexpError(f"max_candidates must be a positive number of rows or null, got {max_candidates!r}")
-    rows = np.flatnonzero(pool.candidate_mask())
-    if len(rows) <= max(max_candidates, n):
-        return pool
-    return pool.restrict(np.sort(rng.choice(rows, max(max_candidates, n), replace=False)))
+
+def check_compatible(acquisition, model) -> None:
+    """Raise AlexpError if `acquisition` needs what `model` does not give: posterior samples (BALD, BatchBALD)
+    or feature vectors (coreset, badge, ...: a model that reads raw texts has none)."""
+    model_name = type(model).__name__
+    if getattr(acquisition, "needs_samples", False) and not hasattr(model, "sample_proba"):
+        raise AlexpError(f"acquisition: {type(acquisition).__name__} needs posterior samples, and {model_name} "
+                         "draws none; use model=mlp_head or model=transformer")
+    if not getattr(model, "accepts_text", False):
+        return
+    for strategy in (acquisition, getattr(acquisition, "base", None)):
+        if getattr(strategy, "reads_features", False):
+            raise AlexpError(f"acquisition: {type(strategy).__name__} compares feature vectors, and {model_name} "
+                             "reads raw texts; use an uncertainty, committee or BALD strategy (entropy, margin, "
+                             "vote_entropy, bald, ...) or features=minilm with model=mlp_head")

@@ -18,7 +18,7 @@ from scipy.special import xlogy
 from sklearn.dummy import DummyClassifier
 
 from alexp import AlexpError, models
-from alexp.acquisition.base import PoolView, candidates, select_top, subsample, tie_keys, tie_salt
+from alexp.acquisition.base import PoolView, candidates, check_max_candidates, select_top, tie_keys, tie_salt
 
 
 def bald(samples: NDArray) -> NDArray[np.float64]:
@@ -48,9 +48,13 @@ class Bald:
     chunk_size: int = 16_384
     max_candidates: int | None = None  # score a seeded random subsample of this many candidates (slow models)
 
+    def __post_init__(self):
+        check_max_candidates(self.max_candidates)
+
     def __call__(self, model, pool: PoolView, n: int, rng: np.random.Generator) -> NDArray[np.intp]:
         seed = int(rng.integers(2**31 - 1))
-        pool = subsample(pool, self.max_candidates, n, rng)
+        if self.max_candidates is not None:
+            pool = pool.restrict(candidates(pool, self.max_candidates, n, rng))
         return select_top(lambda X: bald(_samples(model, X, self.n_samples, pool.n_classes, seed)), pool, n, rng,
                           self.chunk_size)
 
@@ -72,6 +76,9 @@ class BatchBald:
     max_candidates: int | None = 2048
     chunk_size: int = 16_384
 
+    def __post_init__(self):
+        check_max_candidates(self.max_candidates)
+
     def __call__(self, model, pool: PoolView, n: int, rng: np.random.Generator) -> NDArray[np.intp]:
         seed = int(rng.integers(2**31 - 1))
         pool_size = len(pool.unlabeled())
@@ -79,7 +86,7 @@ class BatchBald:
         rows = np.sort(select_top(lambda X: bald(_samples(model, X, self.n_samples, pool.n_classes, seed)), pool,
                                   keep, rng, self.chunk_size))
         if len(rows) == 0:
-            return candidates(pool, None, rng)[:n]
+            return candidates(pool, None, n, rng)[:n]
         probs = _samples(model, pool.X[rows], self.n_samples, pool.n_classes, seed)  # (S, N, C)
         picked = batch_bald(probs, n, self.max_configs, rng)
         return rows[picked]

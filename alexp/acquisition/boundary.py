@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 from sklearn.metrics.pairwise import euclidean_distances
 
 from alexp import AlexpError
-from alexp.acquisition.base import PoolView, candidates
+from alexp.acquisition.base import PoolView, candidates, check_max_candidates
 from alexp.acquisition.uncertainty import Margin
 from alexp.models import predict
 
@@ -69,6 +69,7 @@ class BoundaryPairs:
     stats: dict = field(default_factory=dict, compare=False, repr=False)  # diagnostics of the last call
 
     def __post_init__(self):
+        check_max_candidates(self.max_candidates)
         if self.n_clusters < 1 or self.members_per_side < 2 or self.fit_sample < 1:
             raise AlexpError(f"n_clusters and fit_sample must be >= 1 and members_per_side >= 2, got "
                              f"{self.n_clusters}, {self.fit_sample}, {self.members_per_side}")
@@ -77,7 +78,7 @@ class BoundaryPairs:
                              f"ones), got {self.overlap}")
 
     def __call__(self, model, pool: PoolView, n: int, rng: np.random.Generator) -> NDArray[np.intp]:
-        rows = candidates(pool, self.max_candidates, rng)
+        rows = candidates(pool, self.max_candidates, n, rng)
         X = pool.X[rows]  # dense or sparse; only small blocks are densified below
         labels = predict(model, X, pool.n_classes)
         from threadpoolctl import threadpool_limits

@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.metrics import pairwise_distances_argmin_min
 
-from alexp.acquisition.base import PoolView, candidates
+from alexp.acquisition.base import PoolView, candidates, check_max_candidates
 from alexp.models import predict_proba
 
 
@@ -56,8 +56,11 @@ class Coreset:
 
     max_candidates: int | None = None
 
+    def __post_init__(self):
+        check_max_candidates(self.max_candidates)
+
     def __call__(self, model, pool: PoolView, n: int, rng: np.random.Generator) -> NDArray[np.intp]:
-        rows = candidates(pool, self.max_candidates, rng)
+        rows = candidates(pool, self.max_candidates, n, rng)
         Xc = pool.X[rows]
         labeled = pool.labeled()
         first = int(rng.integers(len(rows)))
@@ -102,8 +105,11 @@ class Badge:
 
     max_candidates: int | None = None
 
+    def __post_init__(self):
+        check_max_candidates(self.max_candidates)
+
     def __call__(self, model, pool: PoolView, n: int, rng: np.random.Generator) -> NDArray[np.intp]:
-        rows = candidates(pool, self.max_candidates, rng)
+        rows = candidates(pool, self.max_candidates, n, rng)
         Xc = pool.X[rows]
         H = model.embed(Xc) if hasattr(model, "embed") else Xc
         proba = predict_proba(model, Xc, pool.n_classes)

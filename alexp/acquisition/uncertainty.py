@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.stats import entropy as _entropy
 
-from alexp.acquisition.base import PoolView, blocks, select_top, subsample
+from alexp.acquisition.base import PoolView, blocks, candidates, check_max_candidates, select_top
 from alexp.models import binary_logit, linear_scores, predict_proba
 
 
@@ -59,8 +59,12 @@ class _UncertaintySampling:
     max_candidates: int | None = None  # score a seeded random subsample of this many candidates (slow models)
     measure: ClassVar[Callable[[NDArray], NDArray]]
 
+    def __post_init__(self):
+        check_max_candidates(self.max_candidates)
+
     def __call__(self, model, pool: PoolView, n: int, rng: np.random.Generator) -> NDArray[np.intp]:
-        pool = subsample(pool, self.max_candidates, n, rng)
+        if self.max_candidates is not None:
+            pool = pool.restrict(candidates(pool, self.max_candidates, n, rng))
         return select_top(uncertainty_scorer(model, pool.n_classes, self.measure), pool, n, rng, self.chunk_size)
 
 

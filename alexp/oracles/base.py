@@ -17,7 +17,8 @@ class Oracle:
     last request, or None while a person has not answered yet (the loop then saves its state and stops).
     `cost(ids)` prices a batch (cost_per_label each unless an oracle says otherwise); `metrics(rows)` reports
     oracle-side figures (none by default); `scored_against(truth)` is the truth its answers are scored against;
-    `where()` says where answers are expected."""
+    `where()` says where answers are expected; `resume`, `commit` and `finish` let a human oracle keep its
+    queue consistent with the loop's saved state across crashes."""
 
     def __init__(self, cost_per_label: float = 1.0):
         if cost_per_label < 0:
@@ -43,6 +44,16 @@ class Oracle:
 
     def where(self) -> str:
         return f"the oracle ({type(self).__name__})"
+
+    def resume(self, labeled: NDArray[np.intp]) -> None:
+        """Told at the start of every loop which pool rows hold accepted labels already (default: ignored)."""
+
+    def commit(self) -> None:
+        """Called once the answers of the last `collect()` are saved in the loop's state; only now may an oracle
+        discard them (the files oracle archives its answer file). Default: nothing to do."""
+
+    def finish(self) -> None:
+        """Called when the run has bought all its labels: tidy up what was shown to people (default: nothing)."""
 
 
 def accepted(fn: Callable, **available: Any) -> dict[str, Any]:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from alexp import AlexpError
+from alexp import AlexpError, faults
 from alexp.atomic import atomic_path
 from alexp.oracles.base import Oracle
 from alexp.oracles.human import wait_for
@@ -23,7 +25,9 @@ class Files(Oracle):
     Fill in labels (values from `classes`) and save the file as labels.csv (or .parquet) in the same folder.
     Rows left without a label are not answered yet: they stay pending, and nothing already accepted is lost.
     A labels file with unknown ids, duplicate ids or labels outside `classes` is rejected whole, with the first
-    offenders named. An accepted file is moved to `<queue_dir>/done/`. With `wait: false` the run saves its
+    offenders named. Once its answers are saved in the run's state, an accepted file moves to
+    `<queue_dir>/done/labels-<time>-<content hash>.<format>` (a name no other file has); rows of ids accepted
+    before are skipped, so a file read again after a crash adds nothing twice. With `wait: false` the run saves its
     state and stops until labels arrive (run the same command again to resume); with `wait: true` it polls
     every `poll_seconds`, for at most `timeout_seconds` (null = forever).
     """
@@ -42,7 +46,17 @@ class Files(Oracle):
         self.classes = list(classes)
         self.wait, self.poll_seconds, self.timeout_seconds = wait, poll_seconds, timeout_seconds
         super().__init__(cost_per_label)
+        for path, kind in ((self.queue, "folder"), (self.done, "folder"), (self.pending_file, "file"),
+                           (self.labels_file, "file")):
+            if path.exists() and path.is_dir() != (kind == "folder"):
+                raise AlexpError(f"{path} should be a {kind} and is not; move it away (or set oracle.queue_dir)")
         self._pending = np.empty(0, dtype=np.intp)
+        self._accepted: set[str] = set()  # ids whose labels the loop has saved
+        self._collected: list[str] = []  # ids answered by the labels file last read, until commit()
+
+    @property
+    def done(self) -> Path:
+        return self.queue / "done"
 
     @property
     def pending_file(self) -> Path:
@@ -67,11 +81,27 @@ class Files(Oracle):
                     self.timeout_seconds) is None:
             return None
         answers = self._read(self.labels_file)
-        done = self.queue / "done"
-        done.mkdir(exist_ok=True)
-        os.replace(self.labels_file, done / f"labels-{len(list(done.iterdir())) + 1:04d}.{self.format}")
+        self._collected = [str(i) for i in self.ids[list(answers)]]
         return answers
 
+    def resume(self, labeled: NDArray[np.intp]) -> None:
+        self._accepted = {str(i) for i in self.ids[labeled]}
+
+    def commit(self) -> None:
+        """Archive the labels file whose answers the loop has saved, under a name no other file has."""
+        if not self.labels_file.is_file():
+            return
+        digest = hashlib.sha256(self.labels_file.read_bytes()).hexdigest()[:12]
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        self.done.mkdir(exist_ok=True)
+        os.replace(self.labels_file, self.done / f"labels-{stamp}-{digest}.{self.format}")
+        faults.crash_point("archived")
+        self._accepted.update(self._collected)
+        self._collected = []
+
+    def finish(self) -> None:
+        """Every label is in: no request is open, so no pending file should invite more answers."""
+        self.pending_file.unlink(missing_ok=True)
 
     def where(self) -> str:
         return f"fill in the label column of {self.pending_file} and save it as {self.labels_file}"
@@ -83,10 +113,17 @@ class Files(Oracle):
         try:
             frame = pl.read_csv(path, infer_schema=False) if self.format == "csv" else pl.read_parquet(path)
         except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
-            raise AlexpError(f"cannot read labels file {path}: {e}") from None
+            line = next((s.strip() for s in str(e).splitlines() if s.strip()), type(e).__name__)[:200]
+            raise AlexpError(f"cannot read labels file {path}: {line}; save it as UTF-8 {self.format} with the "
+                             f"columns of {self.pending_file}") from None
         missing = [c for c in ("id", "label") if c not in frame.columns]
         if missing:
             raise AlexpError(f"labels file {path} lacks column(s) {missing}; keep the columns of {self.pending_file}")
+        nested = [c for c in ("id", "label") if frame.schema[c].is_nested()]
+        if nested:
+            raise AlexpError(f"labels file {path}: column {nested[0]!r} holds {frame.schema[nested[0]]} values; "
+                             "give one id and one label per row")
+        frame = frame.filter(~pl.col("id").cast(pl.String).is_in(list(self._accepted)))  # saved before a crash
         ids = frame["id"].cast(pl.String).to_list()
         labels = frame["label"].cast(pl.String).to_list()
         if None in ids:

@@ -24,7 +24,11 @@ def load_runs(uri: str, experiments: list[str], sweep_dir: str | None = None, me
     FINISHED and report runs are left out; of several finished runs of one condition and seed (a rerun), the
     latest counts, so a seed is never counted twice."""
     from alexp.tracking import client as tracking_client
+    from alexp.tracking import store_exists
 
+    if not store_exists(uri):
+        raise AlexpError(f"no MLflow store at {uri}; run alexp first, or pass --tracking-uri (default: "
+                         "MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working folder)")
     client = tracking_client(uri)
     ids = []
     for name in experiments:
@@ -33,9 +37,10 @@ def load_runs(uri: str, experiments: list[str], sweep_dir: str | None = None, me
             raise AlexpError(f"no experiment {name!r} in {uri}; pass --experiment with one of "
                              f"{[e.name for e in client.search_experiments()]}")
         ids.append(exp.experiment_id)
-    query = "attributes.status = 'FINISHED'" + (f" and tags.`alexp.sweep_dir` = '{sweep_dir}'" if sweep_dir else "")
-    runs = [r for r in client.search_runs(ids, query, max_results=50_000, order_by=["attributes.start_time DESC"])
-            if r.data.tags.get("alexp.kind") != "report"]
+    runs = [r for r in client.search_runs(ids, "attributes.status = 'FINISHED'", max_results=50_000,
+                                          order_by=["attributes.start_time DESC"])
+            if r.data.tags.get("alexp.kind") != "report"
+            and (sweep_dir is None or _same_folder(r.data.tags.get("alexp.sweep_dir"), sweep_dir))]
     if not runs:
         raise AlexpError(f"no finished alexp runs in experiment(s) {experiments} of {uri}"
                          + (f" with sweep dir {sweep_dir}" if sweep_dir else ""))
@@ -54,10 +59,22 @@ def load_runs(uri: str, experiments: list[str], sweep_dir: str | None = None, me
         seen.add((condition, seed))
         cost = {m.step: m.value for m in client.get_metric_history(r.info.run_id, "cost")}
         last = r.data.metrics
-        for m in client.get_metric_history(r.info.run_id, metric):
+        points = {m.step: m for m in sorted(client.get_metric_history(r.info.run_id, metric),
+                                            key=lambda m: m.timestamp)}  # one point per label count: the last
+        for m in points.values():
             rows.append((r.info.run_id, condition, seed, m.step, m.value, cost.get(m.step), last.get("recall"),
                          last.get("average_precision")))
     return pl.DataFrame(rows, schema=SCHEMA, orient="row").sort("condition", "seed", "n_labels")
+
+
+def _same_folder(tag: str | None, given: str) -> bool:
+    """Whether a run's sweep-dir tag names the folder `given` (relative or absolute, with or without a slash).
+    Older runs were tagged with the folder relative to where the sweep started; those match by their text."""
+    if not tag:
+        return False
+    from pathlib import Path
+
+    return Path(tag).resolve() == Path(given).resolve() or tag.rstrip("/") == given.rstrip("/")
 
 
 def condition_params(condition: str) -> dict[str, str]:

@@ -136,19 +136,24 @@ def run_arm(arm: Arm, uri: str) -> float:
 def prepare(spec_data: list[str], study, warm_oracle: list[str]) -> dict:
     """Load the data once, with every core: cache its features (sentence embeddings) and the expert oracle's
     reference difficulties before parallel arms need them; returns the pool's size and positive share."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
+    from hydra.utils import get_object, instantiate
 
-    from alexp import cli, data
+    from alexp import data
+    from alexp.features import featurize
     from alexp.loop import stream
+    from alexp.oracles.base import accepted
 
-    with initialize_config_dir(config_dir=cli.CONF_DIR, version_base="1.3"):
+    with initialize_config_module(config_module="alexp.conf", version_base="1.3"):
         cfg = compose("config", overrides=[*spec_data, *study.common, *warm_oracle, "threads=2"])
-    source, features = cli.build(cfg, "data"), cli.build(cfg, "features")
+    source, features = instantiate(cfg.data, _convert_="all"), instantiate(cfg.features, _convert_="all")
     table = source.load()
     pool_rows, test_rows = data.split(table, source.test_size, 0)
-    X_pool, _ = cli.featurize(features, table, pool_rows, test_rows)
+    X_pool, _ = featurize(features, table, pool_rows, test_rows)
     context = {"id": table.ids[pool_rows], **{name: col[pool_rows] for name, col in table.extra.items()}}
-    cli.build(cfg, "oracle", truth=table.y[pool_rows], rng=stream(0, "oracle"), context=context, pool_features=X_pool)
+    runtime = accepted(get_object(cfg.oracle._target_), truth=table.y[pool_rows], rng=stream(0, "oracle"),
+                       context=context, pool_features=X_pool)
+    instantiate(cfg.oracle, _convert_="all", **runtime)  # builds (and caches) the expert's reference difficulty
     return {"pool": len(pool_rows), "test": len(test_rows), "positive_share": float(table.y.mean())}
 
 

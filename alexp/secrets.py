@@ -1,0 +1,36 @@
+"""Keep credentials out of MLflow, logs and messages: `redact` masks them in strings and nested configs."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+MASK = "***"
+# user:password@ in any URL; ?token=... style query values; keys whose name says they hold a secret.
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/\s:@]*):(?P<password>[^/\s@]+)@")
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:[a-z_]*(?:token|key|secret|password|passwd|pwd|auth)[a-z_]*)=)[^&\s'\"]+")
+SECRET_NAME = re.compile(r"(?i)(token|api_?key|secret|password|passwd|credential|auth)")
+
+
+def _secret_env_values() -> list[str]:
+    """Values of environment variables whose names say they are secrets (at least 6 characters long)."""
+    return sorted((v for k, v in os.environ.items() if SECRET_NAME.search(k) and len(v) >= 6), key=len,
+                  reverse=True)
+
+
+def redact(value: Any) -> Any:
+    """`value` with credentials masked: URL passwords, secret-looking query values, the values of secret
+    environment variables, and (in dicts) every value under a key named like a secret (api_key, token, ...)."""
+    if isinstance(value, dict):
+        return {k: (MASK if SECRET_NAME.search(str(k)) and v not in (None, "") else redact(v))
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(redact(v) for v in value)
+    if not isinstance(value, str):
+        return value
+    value = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", value)
+    value = _QUERY_SECRET.sub(lambda m: m.group(1) + MASK, value)
+    for secret in _secret_env_values():
+        value = value.replace(secret, MASK)
+    return value
