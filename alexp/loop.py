@@ -132,6 +132,8 @@ class Loop:
                         self._accept(state, answers)
                         faults.crash_point("accepted")
                         self.oracle.commit()  # the answers are in the saved state: the oracle may let go of them
+                    if state.pending.size and answers == {}:
+                        continue  # an answer file with nothing new (read again after a crash): look again
                     if state.pending.size:  # nothing, or only part of the batch, came back
                         if answers:
                             self.oracle.request(state.pending)  # ask again for the rest only

@@ -98,3 +98,91 @@ def test_with_wait_the_oracle_polls_until_labels_arrive_or_the_timeout(tmp_path)
     later.start()
     assert oracle.collect() == {0: 1, 2: 0}
     later.join()
+
+
+# --- fuzzed label files ---------------------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+CORRUPTIONS = ("none", "header only", "unrequested id", "duplicate id", "bad label", "no label column",
+               "garbage bytes", "blank id", "latin-1 bytes")
+
+
+def _fuzz_loop(queue, checkpoint):
+    from sklearn.linear_model import LogisticRegression
+
+    from alexp.acquisition import Random
+    from alexp.budget import Budget
+    from alexp.loop import Loop
+    from alexp.oracles import Files
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 3))
+    y = (X[:, 0] > 0).astype(np.int64)
+    oracle = Files({"id": np.arange(1000, 1080)}, queue_dir=str(queue))
+    return Loop(X[:60], X[60:], y[60:], LogisticRegression(), Random(), oracle,
+                Budget(initial=10, batch_size=10, rounds=2, stratified=False), seed=0, checkpoint=checkpoint,
+                progress=False)
+
+
+@settings(max_examples=150, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.tuples(st.sampled_from(CORRUPTIONS), st.lists(st.sampled_from(["0", "1", "", " 1 "]),
+                                                                        min_size=0, max_size=12),
+                                st.randoms(use_true_random=False)), min_size=1, max_size=4))
+def test_fuzzed_label_files_are_accepted_or_rejected_in_one_line_and_no_accepted_label_is_lost(steps,
+                                                                                               tmp_path_factory):
+    from alexp import AlexpError
+
+    tmp = tmp_path_factory.mktemp("fuzz")
+    queue, checkpoint = tmp / "labels", tmp / "state.npz"
+    loop = _fuzz_loop(queue, checkpoint)
+    state = loop.run(None)
+    accepted: dict[int, int] = {}
+    for corruption, labels, rnd in steps:
+        if not state.pending.size:
+            break
+        ids = [1000 + int(r) for r in state.pending]
+        rnd.shuffle(ids)
+        rows = list(zip(ids, labels))
+        text = "id,label\n" + "".join(f"{i},{lab}\n" for i, lab in rows)
+        if corruption == "header only":
+            text = "id,label\n"
+        elif corruption == "unrequested id":
+            text += f"{1000 + next(r for r in range(60) if 1000 + r not in ids and r not in accepted)},1\n"
+        elif corruption == "duplicate id":
+            text += f"{ids[0]},0\n{ids[0]},1\n"
+        elif corruption == "bad label":
+            text += f"{ids[-1]},maybe\n"
+        elif corruption == "no label column":
+            text = "id\n" + "".join(f"{i}\n" for i in ids)
+        elif corruption == "blank id":
+            text += ",1\n"
+        data = text.encode()
+        if corruption == "garbage bytes":
+            data = bytes(rnd.randrange(256) for _ in range(200))
+        elif corruption == "latin-1 bytes":
+            data = b"id,label\n" + "caf\u00e9,1\n".encode("latin-1")
+        (queue / "labels.csv").write_bytes(data)
+        before = LoopState.load(checkpoint)
+        valid = corruption in ("none", "header only")
+        try:
+            state = loop.run(LoopState.load(checkpoint))
+        except AlexpError as e:
+            assert not valid, (corruption, str(e))
+            assert "\n" not in str(e) and len(str(e)) < 400
+            after = LoopState.load(checkpoint)
+            np.testing.assert_array_equal(after.labels, before.labels)  # nothing accepted, nothing lost
+            assert (queue / "labels.csv").exists()  # left in place for the expert to fix
+            (queue / "labels.csv").unlink()
+            continue
+        assert valid, f"{corruption} was accepted"
+        if corruption == "none":
+            for i, lab in rows:
+                if lab.strip():
+                    accepted[i - 1000] = int(lab)
+        saved = LoopState.load(checkpoint)
+        for row, lab in accepted.items():  # every label accepted so far is still there
+            assert saved.labels[row] == lab
+        assert int((saved.labeled_in >= 0).sum()) == len(accepted)

@@ -123,7 +123,8 @@ class Files(Oracle):
         if nested:
             raise AlexpError(f"labels file {path}: column {nested[0]!r} holds {frame.schema[nested[0]]} values; "
                              "give one id and one label per row")
-        frame = frame.filter(~pl.col("id").cast(pl.String).is_in(list(self._accepted)))  # saved before a crash
+        seen = pl.col("id").cast(pl.String).is_in(list(self._accepted)).fill_null(False)
+        frame = frame.filter(~seen)  # rows whose labels were saved before a crash add nothing
         ids = frame["id"].cast(pl.String).to_list()
         labels = frame["label"].cast(pl.String).to_list()
         if None in ids:

@@ -1,0 +1,208 @@
+"""Fault injection: a real SIGKILL at each named crash point (alexp.faults), then the same command again until it
+ends. Every scenario must end with exactly one FINISHED run equal to an uninterrupted one, and a usable store.
+
+Processes are forked from a forkserver that has imported alexp, Hydra and MLflow once, so each run costs its
+work, not 10 s of imports; the kill is a real kill -9 of that process."""
+
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+ARGS = ["data.n_rows=2000", "budget.initial=10", "budget.batch_size=10", "budget.rounds=3", "progress=false",
+        "acquisition=margin", "oracle=noisy"]
+FILES = ["oracle=files", "oracle.wait=true", "oracle.poll_seconds=0.05", "oracle.queue_dir=labels"]
+TIMERS = ("fit_seconds", "test_seconds", "select_seconds")
+
+
+def _alexp(argv, cwd, env):
+    """Child process: `alexp *argv` in `cwd` with `env` added (run in-process: the CLI's entry point)."""
+    os.chdir(cwd)
+    os.environ.update(env)
+    sys.argv = ["alexp", *argv]
+    from alexp import cli
+
+    with open(Path(cwd) / "stdout.txt", "a") as out, open(Path(cwd) / "stderr.txt", "a") as err:
+        sys.stdout, sys.stderr = out, err
+        cli.main()
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["alexp.cli", "alexp.loop", "alexp.tracking", "mlflow", "sklearn.linear_model",
+                                    "polars", "hydra", "test_faults"])
+    return context
+
+
+def start(ctx, cwd, argv, crash=None):
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db", "ALEXP_STATE_DIR": f"{cwd}/state",
+           "ALEXP_CRASH_AT": crash or ""}
+    p = ctx.Process(target=_alexp, args=(argv, str(cwd), env))
+    p.start()
+    return p
+
+
+def run(ctx, cwd, argv, crash=None, answer=None):
+    """Run to the end (exit code), answering a files oracle's requests from `answer` {id: label} meanwhile."""
+    p = start(ctx, cwd, argv, crash)
+    stop = threading.Event()
+    if answer is not None:
+        threading.Thread(target=_answer, args=(Path(cwd) / "labels", answer, stop), daemon=True).start()
+    p.join(120)
+    stop.set()
+    assert p.exitcode is not None, "the run hung"
+    return p.exitcode
+
+
+def _answer(queue: Path, truth: dict, stop: threading.Event):
+    """A person working through the files oracle's queue: each pending batch answered from the truth."""
+    while not stop.is_set():
+        pending, labels = queue / "pending.csv", queue / "labels.csv"
+        if pending.is_file() and not labels.exists():
+            try:
+                ids = pl.read_csv(pending)["id"].to_list()
+            except Exception:  # noqa: BLE001 - read while being replaced; look again
+                continue
+            tmp = queue / "labels.tmp"
+            pl.DataFrame({"id": ids, "label": [truth[i] for i in ids]}).write_csv(tmp)
+            os.replace(tmp, labels)
+        time.sleep(0.02)
+
+
+def finished_run(cwd):
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{cwd}/mlflow.db")
+    exp = client.get_experiment_by_name("alexp")
+    found = client.search_runs([exp.experiment_id])
+    assert [r.info.status for r in found] == ["FINISHED"], [(r.info.run_id, r.info.status) for r in found]
+    run_ = found[0]
+    history = {k: [(m.step, m.value) for m in client.get_metric_history(run_.info.run_id, k)]
+               for k in run_.data.metrics if k not in TIMERS}
+    labeled = pl.read_parquet(client.download_artifacts(run_.info.run_id, "labeled.parquet", str(cwd)))
+    return history, labeled, run_
+
+
+@pytest.fixture(scope="module")
+def truth():
+    from alexp.data import Synthetic
+
+    table = Synthetic(n_rows=2000).load()
+    return {int(i): int(y) for i, y in zip(table.ids, table.y)}
+
+
+@pytest.fixture(scope="module")
+def references(ctx, truth, tmp_path_factory):
+    out = {}
+    for name, argv, answer in (("simulated", ARGS, None), ("files", [*ARGS, *FILES], truth)):
+        cwd = tmp_path_factory.mktemp(f"reference-{name}")
+        assert run(ctx, cwd, argv, answer=answer) == 0, (cwd / "stderr.txt").read_text()
+        out[name] = finished_run(cwd)
+    return out
+
+
+SCENARIOS = [("simulated", "store"), ("simulated", "accepted:2"), ("simulated", "logged:3"),
+             ("simulated", "final"), ("files", "accepted:2"), ("files", "archived:2"), ("files", "logged:5"),
+             ("files", "final")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("oracle, crash", SCENARIOS)
+def test_a_kill_at_a_crash_point_ends_in_one_run_equal_to_an_uninterrupted_one(oracle, crash, ctx, truth,
+                                                                                references, tmp_path):
+    argv, answer = (ARGS, None) if oracle == "simulated" else ([*ARGS, *FILES], truth)
+    assert run(ctx, tmp_path, argv, crash=crash, answer=answer) == -signal.SIGKILL  # it did reach the point
+    for _ in range(3):  # the same command again, until it ends
+        if run(ctx, tmp_path, argv, answer=answer) == 0 and "already finished" not in _out(tmp_path):
+            break
+    assert run(ctx, tmp_path, argv) == 0 and "already finished: run" in _out(tmp_path)  # a rerun reports it
+    history, labeled, _ = finished_run(tmp_path)
+    ref_history, ref_labeled, _ = references[oracle]
+    assert history == ref_history  # every point once, equal to the uninterrupted run's
+    assert labeled.equals(ref_labeled)
+    assert not list((tmp_path / "state").glob("*.npz"))
+    if oracle == "files":
+        archived = list((tmp_path / "labels" / "done").iterdir())
+        assert len({p.name for p in archived}) == len(archived) and not (tmp_path / "labels" / "pending.csv").exists()
+
+
+def _out(cwd):
+    return (Path(cwd) / "stdout.txt").read_text()
+
+
+def _make_store(uri):
+    from alexp import tracking
+
+    tracking.init_store(uri, "alexp")
+
+
+@pytest.mark.slow
+def test_twenty_kills_during_store_creation_leave_twenty_usable_stores(ctx, tmp_path):
+    """kill -9 at random moments while MLflow builds a fresh store (its migrations take a second or so)."""
+    import mlflow
+
+    from alexp import tracking
+
+    started = time.perf_counter()
+    _make_store(f"sqlite:///{tmp_path}/timing.db")
+    seconds = time.perf_counter() - started
+    rng = np.random.default_rng(0)
+    killed = 0
+    for i in range(20):
+        folder = tmp_path / f"s{i}"
+        folder.mkdir()
+        uri = f"sqlite:///{folder}/mlflow.db"
+        p = ctx.Process(target=_make_store, args=(uri,))
+        p.start()
+        time.sleep(rng.uniform(0, seconds))
+        os.kill(p.pid, signal.SIGKILL)
+        p.join()
+        killed += p.exitcode == -signal.SIGKILL
+        tracking.init_store(uri, "alexp")  # usable: opens (or creates) cleanly, and takes a run
+        client = mlflow.MlflowClient(uri)
+        run_ = client.create_run(client.get_experiment_by_name("alexp").experiment_id)
+        client.log_metric(run_.info.run_id, "kappa", 0.5, step=1)
+        client.set_terminated(run_.info.run_id)
+        assert not list(folder.glob(".*.creating"))
+    assert killed >= 15  # most kills landed while the store was being made
+
+
+@pytest.mark.slow
+def test_one_run_started_twice_at_once_gives_one_run(ctx, tmp_path):
+    a, b = start(ctx, tmp_path, ARGS), start(ctx, tmp_path, ARGS)
+    a.join(120), b.join(120)
+    assert (a.exitcode, b.exitcode) == (0, 0), (tmp_path / "stderr.txt").read_text()
+    assert "Traceback" not in (tmp_path / "stderr.txt").read_text()
+    out = _out(tmp_path)
+    assert out.count("kappa by label count") == 1 and out.count("already finished: run") == 1
+    finished_run(tmp_path)
+
+
+@pytest.mark.slow
+def test_one_sweep_started_twice_at_once_gives_one_run_per_job_and_no_duplicate_points(ctx, tmp_path):
+    import mlflow
+
+    sweep = ["-m", "acquisition=random,margin", "seed=0,1", "hydra/launcher=basic", *ARGS[:-2]]
+    from alexp import tracking
+
+    tracking.init_store(f"sqlite:///{tmp_path}/mlflow.db", "alexp")  # as the sweep's callback does first
+    a, b = start(ctx, tmp_path, sweep), start(ctx, tmp_path, sweep)
+    a.join(300), b.join(300)
+    assert (a.exitcode, b.exitcode) == (0, 0), (tmp_path / "stderr.txt").read_text()
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    found = client.search_runs([client.get_experiment_by_name("alexp").experiment_id])
+    assert sorted((r.data.params["acquisition"], r.data.params["seed"]) for r in found) == [
+        ("margin", "0"), ("margin", "1"), ("random", "0"), ("random", "1")]
+    assert {r.info.status for r in found} == {"FINISHED"}
+    for r in found:
+        steps = [m.step for m in client.get_metric_history(r.info.run_id, "kappa")]
+        assert steps == [10, 20, 30, 40]  # no point twice
+    assert _out(tmp_path).count("already finished: run") == 4  # the second sweep found each job done
