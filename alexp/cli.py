@@ -127,8 +127,9 @@ class InitTrackingStore(Callback):
     """Hydra callback: create the tracking store and experiment once, before a sweep's jobs start."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from alexp import tracking
+        from alexp import secrets, tracking
 
+        secrets.guard()  # the launcher logs each job's overrides next
         tracking.init_store(config.tracking.uri, config.tracking.experiment_name)
 
 
@@ -137,9 +138,13 @@ def run(cfg: DictConfig) -> None:
 
     One run per config: a lock on the run key makes a second process with the same config wait, and a config
     whose run has finished is reported, not run again."""
-    from alexp import faults, tracking
+    from alexp import faults, secrets, tracking
     from alexp.loop import LoopState
 
+    if HydraConfig.initialized():
+        hydra_cfg = HydraConfig.get()
+        secrets.guard(hydra_cfg.runtime.output_dir, *([hydra_cfg.sweep.dir] if hydra_cfg.mode == RunMode.MULTIRUN
+                                                       else []))
     check_seed(cfg.seed)
     threads = job_threads(cfg.get("threads", "auto"))
     limit_threads(threads)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 MASK = "***"
 # user:password@ in any URL; ?token=... style query values; keys whose name says they hold a secret.
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/\s:@]*):(?P<password>[^/\s@]+)@")
+_URL_CREDENTIALS = re.compile(  # Hydra prints overrides with ':' escaped as '\:'
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*\\?://)(?P<user>[^/\s:@\\]*)(?P<colon>\\?:)(?P<password>[^/\s@]+)@")
 _QUERY_SECRET = re.compile(r"(?i)([?&](?:[a-z_]*(?:token|key|secret|password|passwd|pwd|auth)[a-z_]*)=)[^&\s'\"]+")
 SECRET_NAME = re.compile(r"(?i)(token|api_?key|secret|password|passwd|credential|auth)")
 
@@ -29,8 +32,33 @@ def redact(value: Any) -> Any:
         return type(value)(redact(v) for v in value)
     if not isinstance(value, str):
         return value
-    value = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", value)
+    value = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}{m['colon']}{MASK}@", value)
     value = _QUERY_SECRET.sub(lambda m: m.group(1) + MASK, value)
     for secret in _secret_env_values():
         value = value.replace(secret, MASK)
     return value
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks credentials in every record (an HTTP client logs the URLs it calls)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
+
+
+def guard(*folders: str | Path) -> None:
+    """Mask credentials from here on in every log handler, and in the command lines Hydra recorded in
+    `folders` (a job's .hydra/overrides.yaml, config.yaml and hydra.yaml; a sweep's multirun.yaml)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+    for path in (p for folder in folders for p in [*Path(folder, ".hydra").glob("*.yaml"),
+                                                   Path(folder, "multirun.yaml")] if p.is_file()):
+        text = path.read_text()
+        clean = redact(text)
+        if clean != text:
+            path.write_text(clean)

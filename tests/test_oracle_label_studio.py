@@ -187,3 +187,29 @@ def test_the_labeling_interface_maps_each_shown_name_to_its_class():
         LabelStudio({"id": np.arange(2)}, names=["only one"])
     with pytest.raises(AlexpError, match="3 to 50 characters"):
         LabelStudio({"id": np.arange(2)}, project="x")
+
+
+@pytest.mark.slow
+def test_no_credential_reaches_mlflow_files_logs_or_messages(server, tmp_path, monkeypatch):
+    """The token comes from the environment; a password rides in the server URL (as for a server behind a
+    proxy with basic authentication), typed on the command line, in a sweep. Neither may appear anywhere."""
+    password = "url-pass-7f3e9b"
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", TOKEN)
+    url = server.url.replace("http://", f"http://expert:{password}@")
+    proc = alexp("-m", "hydra/launcher=basic", "oracle=label_studio", f"oracle.url={url}", "oracle.project=secrets",
+                 "data.n_rows=400", "budget.initial=6", "budget.batch_size=6", "budget.rounds=1", "seed=0,1",
+                 "progress=false", cwd=tmp_path, check=False)
+    said = proc.stdout + proc.stderr
+    assert "waiting for 6 labels" in said or "alexp: error:" in said, said[-2000:]
+    assert "http://expert:***@127.0.0.1" in said  # where the answers are expected, masked
+    for secret in (password, TOKEN):
+        assert secret not in said
+        for path in tmp_path.rglob("*"):  # the store, its artifacts, checkpoints, Hydra's outputs and logs
+            assert not path.is_file() or secret.encode() not in path.read_bytes(), path
+    mlflow_client, _, found = runs(tmp_path)
+    assert len(found) == 2
+    for r in found:
+        assert r.data.params["oracle.url"] == "http://expert:***@" + server.url.removeprefix("http://")
+        config = mlflow_client.download_artifacts(r.info.run_id, "config.yaml", str(tmp_path / r.info.run_id))
+        text = Path(config).read_text()
+        assert password not in text and TOKEN not in text and "expert:***@" in text

@@ -278,3 +278,36 @@ def test_an_absolute_target_the_baseline_never_reaches_gives_a_lower_bound():
     r = stats.reduction(labels, base, labels, cond, target=0.4)
     assert r.bound == ">" and r.base_status == stats.RIGHT and r.factor == pytest.approx(400 / r.labels)
     assert r.high == math.inf and r.low == pytest.approx(r.factor, rel=0.1) and r.base_seeds_reached == 0
+
+
+def test_a_sweep_dir_matches_with_or_without_a_trailing_slash_relative_or_absolute(tmp_path, monkeypatch):
+    from alexp.report.runs import _same_folder
+
+    monkeypatch.chdir(tmp_path)
+    tag = str(tmp_path / "multirun" / "2026-12-02" / "01-00-00")  # alexp tags the absolute folder
+    for given in ("multirun/2026-12-02/01-00-00", "multirun/2026-12-02/01-00-00/", tag, tag + "/",
+                  "./multirun/2026-12-02/01-00-00"):
+        assert _same_folder(tag, given), given
+    assert _same_folder("multirun/2026-12-02/01-00-00", "multirun/2026-12-02/01-00-00/")  # older relative tags
+    assert not _same_folder(tag, "multirun/2026-12-02/01-00-01")
+    assert not _same_folder(None, "multirun")
+
+
+def test_a_point_logged_twice_and_a_rerun_seed_count_once(store, tmp_path):
+    """Stores written before alexp kept one run per config can hold both: the curve keeps one point per label
+    count and one run per condition and seed."""
+    from alexp.tracking import client
+
+    c = client(store)
+    exp = c.get_experiment_by_name("study").experiment_id
+    (run,) = c.search_runs([exp], "params.acquisition = 'random' and params.seed = '0'")
+    c.log_metric(run.info.run_id, "kappa", 0.1, step=10)  # the same point again, as a killed attempt left it
+    rerun = c.create_run(exp, run_name="random-0 again")
+    for k, v in {"acquisition": "random", "oracle": "perfect", "seed": "0"}.items():
+        c.log_param(rerun.info.run_id, k, v)
+    for step, kappa in zip(STEPS, HISTORIES["random"][0]):
+        c.log_metric(rerun.info.run_id, "kappa", kappa, step=step)
+    c.set_terminated(rerun.info.run_id)
+    runs = load_runs(store, ["study"])
+    counts = runs.group_by("condition", "seed", "n_labels").len()
+    assert counts["len"].max() == 1 and runs.height == 2 * 3 * 3
