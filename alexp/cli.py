@@ -161,10 +161,7 @@ def run(cfg: DictConfig) -> None:
         found = tracking.find_run(uri, experiment_name, key)
         if found is not None and found.status == "FINISHED":
             checkpoint.unlink(missing_ok=True)  # left by a process killed after the run was marked finished
-            kappa, n = found.metrics.get("kappa"), found.metrics.get("n_labels")
-            print(f"already finished: run {found.run_id} ({found.name})"
-                  + (f", kappa {kappa:.3f} at {n:.0f} labels" if kappa is not None and n is not None else "")
-                  + "; change the config or seed for a new run, or delete that run to redo it")
+            print(_finished_line(found))
             return
         parts = _build(cfg)
         state = LoopState.load(checkpoint) if checkpoint.is_file() else None
@@ -183,7 +180,7 @@ def run(cfg: DictConfig) -> None:
                 state = loop.run(state)
             if not state.finished:
                 tracker.pause()
-                print(f"alexp: waiting for {state.pending.size} labels: {parts.oracle.where()}; "
+                print(f"alexp: waiting for {state.pending.size} labels: {secrets.redact(parts.oracle.where())}; "
                       "then run the same command again")
                 return
             parts.oracle.finish()
@@ -192,6 +189,13 @@ def run(cfg: DictConfig) -> None:
         checkpoint.unlink(missing_ok=True)
     print(f"run {tracker.run_id} ({parts.run_name}): kappa by label count")
     print(_curve_table(state.history))
+
+
+def _finished_line(found) -> str:
+    kappa, n = found.metrics.get("kappa"), found.metrics.get("n_labels")
+    return (f"already finished: run {found.run_id} ({found.name})"
+            + (f", kappa {kappa:.3f} at {n:.0f} labels" if kappa is not None and n is not None else "")
+            + "; change the config or seed for a new run, or delete that run to redo it")
 
 
 @dataclass

@@ -22,12 +22,16 @@ def _secret_env_values() -> list[str]:
                   reverse=True)
 
 
+def _holds_secret(key: Any) -> bool:
+    """A setting named like a secret (api_key, token, password), not one naming where it lives (token_env)."""
+    return bool(SECRET_NAME.search(str(key))) and not str(key).endswith("_env")
+
+
 def redact(value: Any) -> Any:
     """`value` with credentials masked: URL passwords, secret-looking query values, the values of secret
     environment variables, and (in dicts) every value under a key named like a secret (api_key, token, ...)."""
     if isinstance(value, dict):
-        return {k: (MASK if SECRET_NAME.search(str(k)) and v not in (None, "") else redact(v))
-                for k, v in value.items()}
+        return {k: (MASK if _holds_secret(k) and v not in (None, "") else redact(v)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return type(value)(redact(v) for v in value)
     if not isinstance(value, str):
@@ -50,12 +54,26 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+def _redact_log_records() -> None:
+    """Mask every log record as it is made. A record factory, not a handler filter: Hydra's launchers configure
+    logging anew (new handlers) right before they log each job's overrides."""
+    make = logging.getLogRecordFactory()
+    if getattr(make, "redacts", False):
+        return
+
+    def redacting(*args, **kwargs) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        RedactingFilter().filter(record)
+        return record
+
+    redacting.redacts = True
+    logging.setLogRecordFactory(redacting)
+
+
 def guard(*folders: str | Path) -> None:
-    """Mask credentials from here on in every log handler, and in the command lines Hydra recorded in
+    """Mask credentials from here on in every log record, and in the command lines Hydra recorded in
     `folders` (a job's .hydra/overrides.yaml, config.yaml and hydra.yaml; a sweep's multirun.yaml)."""
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter())
+    _redact_log_records()
     for path in (p for folder in folders for p in [*Path(folder, ".hydra").glob("*.yaml"),
                                                    Path(folder, "multirun.yaml")] if p.is_file()):
         text = path.read_text()

