@@ -12,6 +12,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -393,7 +394,7 @@ def run_params(cfg: DictConfig) -> dict[str, str]:
         for override in HydraConfig.get().overrides.task:
             k, _, v = override.lstrip("+~").partition("=")
             if k not in params and k.split(".")[0] not in NOT_PARAMS:
-                params[k] = v
+                params[k] = re.sub(r"\\(.)", r"\1", v)  # as typed: a sweep's job gets its values escaped
     return params
 
 

@@ -78,13 +78,11 @@ def test_the_same_config_gives_identical_selections_and_metrics_and_a_rerun_repo
         (tmp_path / name).mkdir()
         alexp(*args, cwd=tmp_path / name)
     rerun = alexp(*args, cwd=tmp_path / "a").stdout
-    (client, _, (a,)), (_, _, (b,)) = runs(tmp_path / "a"), runs(tmp_path / "b")
+    (client, _, (a,)), (client_b, _, (b,)) = runs(tmp_path / "a"), runs(tmp_path / "b")
     assert f"already finished: run {a.info.run_id}" in rerun  # one run per config: not a second identical run
-    labeled = [pl.read_parquet(client.download_artifacts(r.info.run_id, "labeled.parquet",
-                                                         str(tmp_path / r.info.run_id)))
-               for r in (a, b)]
+    labeled = [pl.read_parquet(c.download_artifacts(r.info.run_id, "labeled.parquet", str(tmp_path / r.info.run_id)))
+               for c, r in ((client, a), (client_b, b))]
     assert labeled[0].equals(labeled[1]) and labeled[0].height == 60
-    client_b = runs(tmp_path / "b")[0]
     for metric in ("kappa", "f1", "average_precision", "positives_labeled"):
         ha = [(m.step, m.value) for m in client.get_metric_history(a.info.run_id, metric)]
         hb = [(m.step, m.value) for m in client_b.get_metric_history(b.info.run_id, metric)]
