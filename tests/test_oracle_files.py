@@ -186,3 +186,19 @@ def test_fuzzed_label_files_are_accepted_or_rejected_in_one_line_and_no_accepted
         for row, lab in accepted.items():  # every label accepted so far is still there
             assert saved.labels[row] == lab
         assert int((saved.labeled_in >= 0).sum()) == len(accepted)
+
+
+def test_a_parquet_labels_file_with_list_valued_labels_is_refused_in_one_line(tmp_path):
+    from alexp import AlexpError
+    from alexp.oracles import Files
+
+    oracle = Files({"id": np.arange(100, 110)}, queue_dir=str(tmp_path), format="parquet")
+    oracle.request(np.array([0, 1]))
+    pl.DataFrame({"id": [100, 101], "label": [[0], [1]]}).write_parquet(tmp_path / "labels.parquet")
+    with pytest.raises(AlexpError, match=r"column 'label' holds List\(Int64\) values; give one id and one label"):
+        oracle.collect()
+    pl.DataFrame({"id": [100, 101], "label": ["0", "1"]}).write_parquet(tmp_path / "labels.parquet")
+    assert oracle.collect() == {0: 0, 1: 1}
+    oracle.commit()
+    (archived,) = (tmp_path / "done").iterdir()
+    assert archived.name.startswith("labels-") and archived.suffix == ".parquet"
