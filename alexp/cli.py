@@ -1,6 +1,6 @@
 """The `alexp` command: compose the Hydra config, check it, build the parts, run the loop, track it.
 
-The only module that imports hydra. Heavy libraries (sklearn, torch, transformers, mlflow) are imported inside
+The only module that runs Hydra. Heavy libraries (sklearn, torch, transformers, mlflow) are imported inside
 functions so that `alexp --help` stays fast.
 """
 
@@ -25,6 +25,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from alexp import AlexpError
+from alexp.errors import UserError, user_error
 
 log = logging.getLogger("alexp")
 
@@ -61,11 +62,6 @@ def main() -> None:
         sys.exit(2)
 
 
-class UserError(BaseException):
-    """A user error raised inside a Hydra job, already reduced to its line. Not an Exception, so that Hydra's
-    job runner lets it through without printing its own report (it catches Exception only)."""
-
-
 @hydra.main(version_base="1.3", config_path="pkg://alexp.conf", config_name="config")
 def experiment(cfg: DictConfig) -> None:
     try:
@@ -75,53 +71,6 @@ def experiment(cfg: DictConfig) -> None:
         if message is None:
             raise
         raise UserError(message) from None
-
-
-def user_error(e: BaseException) -> str | None:
-    """The one-line message for an error in the user's command line, config or data; None for a bug."""
-    from hydra.errors import (ConfigCompositionException, HydraException, MissingConfigException,
-                              OverrideParseException)
-    from omegaconf.errors import OmegaConfBaseException
-    from sklearn.utils._param_validation import InvalidParameterError
-
-    if isinstance(e, AlexpError | InvalidParameterError):
-        return first_line(e)
-    if isinstance(e, MissingConfigException) and e.missing_cfg_file and "/" in e.missing_cfg_file:
-        group, _, option = e.missing_cfg_file.rpartition("/")
-        options = list(e.options or [])
-        close = difflib.get_close_matches(option, options, n=1)
-        return (f"{group}={option}: no such option" + (f"; did you mean {group}={close[0]}?" if close else "")
-                + f" (options: {', '.join(options)}; or a config folder of your own: --config-dir)")
-    if isinstance(e, ConfigCompositionException) and str(e).startswith("Could not override"):
-        return _unknown_key(e)
-    if isinstance(e, OverrideParseException):
-        return (f"cannot parse the command line ({first_line(e)}); write overrides as key=value (e.g. seed=1) and "
-                "put quotes around values with brackets, commas or spaces: 'data.path=\"my [1].csv\"'")
-    if isinstance(e, OmegaConfBaseException):
-        key = getattr(e, "full_key", None)
-        return f"{key}: {first_line(e)}" if key else first_line(e)
-    if isinstance(e, HydraException):
-        cause = e.__cause__
-        return user_error(cause) if cause is not None and user_error(cause) else first_line(e)
-    return None
-
-
-def _unknown_key(e: BaseException) -> str:
-    """'Could not override x.y' (a key the config lacks, set without +): alexp's did-you-mean instead."""
-    key = str(e).split("'")[1] if "'" in str(e) else "?"
-    parent = getattr(e.__cause__, "parent_node", None)
-    valid = [str(k) for k in parent if not str(k).startswith("_")] if isinstance(parent, DictConfig) else []
-    where, _, name = key.rpartition(".")
-    close = difflib.get_close_matches(name, valid, n=1)
-    hint = f"; did you mean {where + '.' if where else ''}{close[0]}?" if close else ""
-    listed = f" (valid keys{' of ' + where if where else ''}: {', '.join(valid)})" if valid else ""
-    return f"unknown key {key!r}{hint}{listed}"
-
-
-def first_line(e: BaseException) -> str:
-    """The first meaningful line of an error message, at most 300 characters: library messages can be long."""
-    line = next((s.strip() for s in str(e).splitlines() if s.strip()), type(e).__name__)
-    return line if len(line) <= 300 else line[:297] + "..."
 
 
 class InitTrackingStore(Callback):

@@ -1,0 +1,66 @@
+"""User errors as one line: what alexp prints (exit code 2) for a mistake in the command line, config or data.
+
+Hydra and OmegaConf report such mistakes in several lines with their own advice; `user_error` turns each
+into one line in alexp's words (the setting, the problem, the fix). Anything it does not recognise is a bug
+and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from omegaconf import DictConfig
+
+from alexp import AlexpError
+
+
+class UserError(BaseException):
+    """A user error raised inside a Hydra job, already reduced to its line. Not an Exception, so that Hydra's
+    job runner lets it through without printing its own report (it catches Exception only)."""
+
+
+def user_error(e: BaseException) -> str | None:
+    """The one-line message for an error in the user's command line, config or data; None for a bug."""
+    from hydra.errors import (ConfigCompositionException, HydraException, MissingConfigException,
+                              OverrideParseException)
+    from omegaconf.errors import OmegaConfBaseException
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    if isinstance(e, AlexpError | InvalidParameterError):
+        return first_line(e)
+    if isinstance(e, MissingConfigException) and e.missing_cfg_file and "/" in e.missing_cfg_file:
+        group, _, option = e.missing_cfg_file.rpartition("/")
+        options = list(e.options or [])
+        close = difflib.get_close_matches(option, options, n=1)
+        return (f"{group}={option}: no such option" + (f"; did you mean {group}={close[0]}?" if close else "")
+                + f" (options: {', '.join(options)}; or a config folder of your own: --config-dir)")
+    if isinstance(e, ConfigCompositionException) and str(e).startswith("Could not override"):
+        return _unknown_key(e)
+    if isinstance(e, OverrideParseException):
+        return (f"cannot parse the command line ({first_line(e)}); write overrides as key=value (e.g. seed=1) and "
+                "put quotes around values with brackets, commas or spaces: 'data.path=\"my [1].csv\"'")
+    if isinstance(e, OmegaConfBaseException):
+        key = getattr(e, "full_key", None)
+        return f"{key}: {first_line(e)}" if key else first_line(e)
+    if isinstance(e, HydraException):
+        cause = e.__cause__
+        return user_error(cause) if cause is not None and user_error(cause) else first_line(e)
+    return None
+
+
+def _unknown_key(e: BaseException) -> str:
+    """'Could not override x.y' (a key the config lacks, set without +): alexp's did-you-mean instead."""
+    key = str(e).split("'")[1] if "'" in str(e) else "?"
+    parent = getattr(e.__cause__, "parent_node", None)
+    valid = [str(k) for k in parent if not str(k).startswith("_")] if isinstance(parent, DictConfig) else []
+    where, _, name = key.rpartition(".")
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f"; did you mean {where + '.' if where else ''}{close[0]}?" if close else ""
+    listed = f" (valid keys{' of ' + where if where else ''}: {', '.join(valid)})" if valid else ""
+    return f"unknown key {key!r}{hint}{listed}"
+
+
+def first_line(e: BaseException) -> str:
+    """The first meaningful line of an error message, at most 300 characters: library messages can be long."""
+    line = next((s.strip() for s in str(e).splitlines() if s.strip()), type(e).__name__)
+    return line if len(line) <= 300 else line[:297] + "..."
