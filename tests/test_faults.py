@@ -109,9 +109,10 @@ def references(ctx, truth, tmp_path_factory):
     return out
 
 
+# Every point for both oracles (a simulated oracle archives nothing).
 SCENARIOS = [("simulated", "store"), ("simulated", "accepted:2"), ("simulated", "logged:3"),
-             ("simulated", "final"), ("files", "accepted:2"), ("files", "archived:2"), ("files", "logged:5"),
-             ("files", "final")]
+             ("simulated", "final"), ("files", "store"), ("files", "accepted:2"), ("files", "archived:2"),
+             ("files", "logged:5"), ("files", "final")]
 
 
 @pytest.mark.slow
