@@ -79,8 +79,9 @@ def ensure_store(uri: str) -> None:
     with locked(db.parent):
         if db.exists():  # made by another process while this one waited
             return
-        for stale in db.parent.glob(f".{db.name}.*.creating"):  # left by a killed creator
-            stale.unlink(missing_ok=True)
+        for stale in db.parent.iterdir():  # left by a killed creator (with its sqlite journal)
+            if stale.name.startswith(f".{db.name}.") and ".creating" in stale.name:
+                stale.unlink(missing_ok=True)
         tmp = db.parent / f".{db.name}.{os.getpid()}.creating"
         chatty = [logging.getLogger(name) for name in ("mlflow.store.db.utils", "alembic")]
         levels = [logger.level for logger in chatty]
@@ -202,13 +203,15 @@ def tracked_run(uri: str, experiment_name: str, run_name: str, params: Mapping[s
     experiment_id = init_store(uri, experiment_name)
     mlflow.set_tracking_uri(uri)
     client = _client(uri)
-    new = {} if run_id else {"experiment_id": experiment_id, "run_name": run_name}
+    tags = {k: redact(str(v)) for k, v in tags.items()}
+    # A new run carries its run key from its first moment: a kill right after start leaves a run a rerun finds.
+    new = {} if run_id else {"experiment_id": experiment_id, "run_name": run_name, "tags": tags}
     with mlflow.start_run(run_id=run_id, log_system_metrics=False, **new) as run:
         data = client.get_run(run.info.run_id).data
         missing = {k: redact(str(v)) for k, v in params.items() if k not in data.params}
         if missing:
             mlflow.log_params(missing)
-        mlflow.set_tags({k: redact(str(v)) for k, v in tags.items()})
+        mlflow.set_tags(tags)
         mlflow.log_dict(redact(config), "config.yaml")
         logged = {(key, m.step) for key in data.metrics for m in client.get_metric_history(run.info.run_id, key)}
         yield Tracker(run.info.run_id, logged)
