@@ -13,12 +13,12 @@ MASK = "***"
 _URL_CREDENTIALS = re.compile(  # Hydra prints overrides with ':' escaped as '\:'
     r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*\\?://)(?P<user>[^/\s:@\\]*)(?P<colon>\\?:)(?P<password>[^/\s@]+)@")
 _QUERY_SECRET = re.compile(r"(?i)([?&](?:[a-z_]*(?:token|key|secret|password|passwd|pwd|auth)[a-z_]*)=)[^&\s'\"]+")
-SECRET_NAME = re.compile(r"(?i)(token|api_?key|secret|password|passwd|credential|auth)")
+SECRET_NAME = re.compile(r"(?i)(token|api_?key|secret|password|passwd|credential|authorization)")
 
 
 def _secret_env_values() -> list[str]:
-    """Values of environment variables whose names say they are secrets (at least 6 characters long)."""
-    return sorted((v for k, v in os.environ.items() if SECRET_NAME.search(k) and len(v) >= 6), key=len,
+    """Values of environment variables whose names say they are secrets (at least 8 characters: not `true`)."""
+    return sorted((v for k, v in os.environ.items() if SECRET_NAME.search(k) and len(v) >= 8), key=len,
                   reverse=True)
 
 
@@ -63,7 +63,10 @@ def _redact_log_records() -> None:
 
     def redacting(*args, **kwargs) -> logging.LogRecord:
         record = make(*args, **kwargs)
-        RedactingFilter().filter(record)
+        try:
+            RedactingFilter().filter(record)
+        except Exception:  # noqa: BLE001 - a record that cannot be formatted is the handler's to report
+            pass
         return record
 
     redacting.redacts = True
