@@ -118,10 +118,38 @@ def _client(uri: str):
                          "a folder such as file:./mlruns, or http(s)://host:port of an MLflow server") from None
 
 
-def init_store(uri: str, experiment_name: str) -> str:
-    """Create the store (safely) and the experiment if needed; returns the experiment id."""
+@contextmanager
+def reaching(uri: str) -> Iterator[None]:
+    """Turn a store that cannot be reached (a server that is down, a database refusing us) into one line."""
     from mlflow.exceptions import MlflowException
 
+    try:
+        yield
+    except MlflowException as e:
+        text = str(e)
+        if "Failed to establish a new connection" in text or "Max retries exceeded" in text:
+            raise AlexpError(f"cannot reach the MLflow store at tracking.uri={redact(uri)!r}; start the server "
+                             "(mlflow server ...) or point tracking.uri (MLFLOW_TRACKING_URI) at a reachable store"
+                             ) from None
+        if "API request" in text or "OperationalError" in text:
+            line = next((s.strip() for s in text.splitlines() if s.strip()), type(e).__name__)[:200]
+            raise AlexpError(f"the MLflow store at tracking.uri={redact(uri)!r} refused a request: {redact(line)}"
+                             ) from None
+        raise
+
+
+def init_store(uri: str, experiment_name: str) -> str:
+    """Create the store (safely) and the experiment if needed; returns the experiment id."""
+    with reaching(uri):
+        return _init_store(uri, experiment_name)
+
+
+def _init_store(uri: str, experiment_name: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    if not isinstance(experiment_name, str) or not experiment_name.strip():
+        raise AlexpError(f"tracking.experiment_name must be a non-empty name, got {experiment_name!r}; "
+                         "e.g. tracking.experiment_name=my-study")
     ensure_store(uri)
     client = _client(uri)
     exp = client.get_experiment_by_name(experiment_name)
@@ -153,11 +181,12 @@ def find_run(uri: str, experiment_name: str, key: str) -> Found | None:
     if not store_exists(uri):
         return None
     client = _client(uri)
-    exp = client.get_experiment_by_name(experiment_name)
-    if exp is None:
-        return None
-    runs = client.search_runs([exp.experiment_id], f"tags.`alexp.run_key` = '{key}'",
-                              order_by=["attributes.start_time DESC"], max_results=100)
+    with reaching(uri):
+        exp = client.get_experiment_by_name(experiment_name)
+        if exp is None:
+            return None
+        runs = client.search_runs([exp.experiment_id], f"tags.`alexp.run_key` = '{key}'",
+                                  order_by=["attributes.start_time DESC"], max_results=100)
     if not runs:
         return None
     run = next((r for r in runs if r.info.status == "FINISHED"), runs[0])

@@ -59,6 +59,7 @@ BAD_INPUTS = {
     "fractional seed": (lambda d: ["seed=1.5"], "seed must be a non-negative integer, got 1.5"),
     "unknown store scheme": (lambda d: ["tracking.uri=foo://bar"], "tracking.uri='foo://bar' is not a store"),
     "store folder missing": (lambda d: [f"tracking.uri=sqlite:///{d}/no/such/mlflow.db"], "does not exist"),
+    "empty experiment name": (lambda d: ["tracking.experiment_name="], "tracking.experiment_name must be a non-empty"),
     "state_dir is a file": (lambda d: [f"state_dir={write(d / 'f', 'x')}"], "is a file, not a folder"),
     "zero threads": (lambda d: ["threads=0"], "threads must be a positive number or auto, got 0"),
     "negative batch size": (lambda d: ["budget.batch_size=-5"], "batch_size must be a positive integer, got -5"),
@@ -177,3 +178,16 @@ def test_a_corrected_rerun_after_bad_data_runs(tmp_path, monkeypatch, capsys):
     write(bad, csv_text(200))
     code, out, err = alexp_in_process([*file_args(bad), *SMALL], tmp_path, monkeypatch, capsys)
     assert code == 0 and "kappa by label count" in out, err
+
+
+def test_a_tracking_server_that_is_down_is_one_line(tmp_path, monkeypatch, capsys):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    code, _, err = alexp_in_process([*SMALL, "data.n_rows=2000", f"tracking.uri=http://127.0.0.1:{port}"], tmp_path,
+                                    monkeypatch, capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "cannot reach the MLflow store" in lines[0], err
