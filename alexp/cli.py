@@ -340,10 +340,12 @@ def run_params(cfg: DictConfig) -> dict[str, str]:
     params = {g: v for g, v in _choices().items() if v is not None}
     params["seed"] = str(cfg.seed)
     if HydraConfig.initialized():
-        for override in HydraConfig.get().overrides.task:
+        overrides = {}
+        for override in HydraConfig.get().overrides.task:  # a key set twice: the last value is the one used
             k, _, v = override.lstrip("+~").partition("=")
-            if k not in params and k.split(".")[0] not in NOT_PARAMS:
-                params[k] = re.sub(r"\\(.)", r"\1", v)  # as typed: a sweep's job gets its values escaped
+            if k.split(".")[0] not in NOT_PARAMS:
+                overrides[k] = re.sub(r"\\(.)", r"\1", v)  # as typed: a sweep's job gets its values escaped
+        params.update({k: v for k, v in overrides.items() if k not in params})
     return params
 
 

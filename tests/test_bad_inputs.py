@@ -191,3 +191,13 @@ def test_a_tracking_server_that_is_down_is_one_line(tmp_path, monkeypatch, capsy
                                     monkeypatch, capsys)
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and "cannot reach the MLflow store" in lines[0], err
+
+
+def test_a_key_set_twice_is_logged_with_the_value_used(tmp_path, monkeypatch, capsys):
+    import mlflow
+
+    code, _, err = alexp_in_process([*SMALL, "data.n_rows=50", "data.n_rows=2000"], tmp_path, monkeypatch, capsys)
+    assert code == 0, err
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("alexp").experiment_id])
+    assert run.data.params["data.n_rows"] == "2000"

@@ -311,3 +311,13 @@ def test_a_point_logged_twice_and_a_rerun_seed_count_once(store, tmp_path):
     runs = load_runs(store, ["study"])
     counts = runs.group_by("condition", "seed", "n_labels").len()
     assert counts["len"].max() == 1 and runs.height == 2 * 3 * 3
+
+
+def test_a_baseline_that_matches_no_condition_is_refused(store, tmp_path, capsys):
+    from alexp import report
+
+    with pytest.raises(SystemExit) as e:
+        report.main(["--tracking-uri", store, "--experiment", "study", "--baseline", "acquisition=randon",
+                     "--no-log", "--out", str(tmp_path / "r")])
+    assert e.value.code == 2
+    assert "--baseline acquisition=randon matches no condition" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from alexp import AlexpError
 from alexp.report import stats
-from alexp.report.runs import load_runs
+from alexp.report.runs import condition_params, load_runs
 from alexp.report.tables import Report, Settings, baseline_pairs, markdown, summarize
 
 __all__ = ["Report", "Settings", "load_runs", "main", "summarize", "write"]
@@ -80,6 +80,12 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(args.metric, args.target, args.target_fraction, args.plateau_points)
     try:
         runs = load_runs(args.tracking_uri, experiments, args.sweep_dir, args.metric)
+        conditions = runs["condition"].unique(maintain_order=True).to_list()
+        named = [condition_params(c) for c in conditions]
+        if any(k in p for p in named for k in baseline) and not any(
+                all(p.get(k) == v for k, v in baseline.items()) for p in named):
+            raise AlexpError(f"--baseline {args.baseline} matches no condition; the conditions are: "
+                             + "; ".join(conditions))
         report = summarize(runs, baseline_pairs(runs["condition"].unique(maintain_order=True).to_list(), baseline),
                            settings)
     except AlexpError as e:
