@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 
 from alexp import AlexpError
 from alexp.atomic import atomic_path
+from alexp.errors import first_line
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ class File:
         try:
             frame = lazy.collect()
         except pl.exceptions.PolarsError as e:
-            raise AlexpError(f"cannot read {self.path}: {_first_line(e)}; save it as UTF-8 "
+            raise AlexpError(f"cannot read {self.path}: {first_line(e, 200)}; save it as UTF-8 "
                              f"{Path(self.path).suffix.lstrip('.').upper() or 'CSV'} with a header row and "
                              "quoted text fields (or as .parquet)") from None
         if not frame.height:
@@ -192,7 +193,7 @@ class File:
             lazy = readers[path.suffix.lower()](path, glob=False)  # a path is a path, even with [1] or * in it
             available = lazy.collect_schema().names()
         except pl.exceptions.PolarsError as e:
-            raise AlexpError(f"cannot read {path}: {_first_line(e)}; save it as UTF-8 with a header row "
+            raise AlexpError(f"cannot read {path}: {first_line(e, 200)}; save it as UTF-8 with a header row "
                              "(or as .parquet)") from None
         wanted = [self.label_column, self.text_column, *(self.feature_columns or ()), self.id_column,
                   *self.context_columns]
@@ -237,11 +238,6 @@ def _scan_tsv(path, glob: bool = True):
 
     return pl.scan_csv(path, separator="\t", glob=glob)
 
-
-def _first_line(e: BaseException) -> str:
-    """The first meaningful line of a library error (polars errors run to hundreds of lines)."""
-    line = next((s.strip() for s in str(e).splitlines() if s.strip()), type(e).__name__)
-    return line if len(line) <= 200 else line[:197] + "..."
 
 
 def check_classes(table: Table) -> None:

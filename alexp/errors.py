@@ -60,7 +60,8 @@ def _unknown_key(e: BaseException) -> str:
     return f"unknown key {key!r}{hint}{listed}"
 
 
-def first_line(e: BaseException) -> str:
-    """The first meaningful line of an error message, at most 300 characters: library messages can be long."""
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """The first meaningful line of an error message, at most `limit` characters (polars errors run to hundreds
+    of lines)."""
     line = next((s.strip() for s in str(e).splitlines() if s.strip()), type(e).__name__)
-    return line if len(line) <= 300 else line[:297] + "..."
+    return line if len(line) <= limit else line[:limit - 3] + "..."

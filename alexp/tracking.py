@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from alexp import AlexpError, faults
+from alexp.errors import first_line
 from alexp.secrets import redact
 
 log = logging.getLogger(__name__)
@@ -132,9 +133,8 @@ def reaching(uri: str) -> Iterator[None]:
                              "(mlflow server ...) or point tracking.uri (MLFLOW_TRACKING_URI) at a reachable store"
                              ) from None
         if "API request" in text or "OperationalError" in text:
-            line = next((s.strip() for s in text.splitlines() if s.strip()), type(e).__name__)[:200]
-            raise AlexpError(f"the MLflow store at tracking.uri={redact(uri)!r} refused a request: {redact(line)}"
-                             ) from None
+            raise AlexpError(f"the MLflow store at tracking.uri={redact(uri)!r} refused a request: "
+                             f"{redact(first_line(e, 200))}") from None
         raise
 
 

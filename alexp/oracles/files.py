@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 
 from alexp import AlexpError, faults
 from alexp.atomic import atomic_path
+from alexp.errors import first_line
 from alexp.oracles.base import Oracle
 from alexp.oracles.human import wait_for
 
@@ -113,9 +114,8 @@ class Files(Oracle):
         try:
             frame = pl.read_csv(path, infer_schema=False) if self.format == "csv" else pl.read_parquet(path)
         except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
-            line = next((s.strip() for s in str(e).splitlines() if s.strip()), type(e).__name__)[:200]
-            raise AlexpError(f"cannot read labels file {path}: {line}; save it as UTF-8 {self.format} with the "
-                             f"columns of {self.pending_file}") from None
+            raise AlexpError(f"cannot read labels file {path}: {first_line(e, 200)}; save it as UTF-8 {self.format} "
+                             f"with the columns of {self.pending_file}") from None
         missing = [c for c in ("id", "label") if c not in frame.columns]
         if missing:
             raise AlexpError(f"labels file {path} lacks column(s) {missing}; keep the columns of {self.pending_file}")
