@@ -98,6 +98,7 @@ class File:
     feature_columns: Sequence[str] | None = None
     id_column: str | None = None
     classes: Sequence = (0, 1)
+    class_names: Sequence[str] | None = None  # each class in a word or two, [negative, positive], for people
     descriptions: Sequence[str] | None = None  # each class in words, [negative, positive], for zero-shot scouts
     context_columns: Sequence[str] = ()
     select: Mapping[str, Sequence] | None = None  # keep rows whose column values are listed, e.g. {review: [a, b]}
@@ -117,6 +118,9 @@ class File:
                 f"classes must list two distinct labels [negative, positive], got {list(self.classes)}; "
                 "alexp 0.1 runs binary tasks: derive a binary label column first"
             )
+        if self.class_names is not None and len(self.class_names) != 2:
+            raise AlexpError(f"class_names must name the two classes [negative, positive], got "
+                             f"{list(self.class_names)}; e.g. data.class_names=[news,clickbait]")
         _check_fraction("test_size", self.test_size, allow_none=False)
         _check_fraction("positive_rate", self.positive_rate)
         if self.max_rows is not None and self.max_rows < 2:
@@ -480,7 +484,8 @@ class SyntheticOnDisk(Synthetic):
             "flip_y", "generator_seed", "block_rows")}}
         starts = range(0, self.n_rows, self.block_rows)
         with shards.ShardWriter(path, self.n_features, np.float32, self.shard_rows, params, overwrite=False) as out:
-            for b, start in enumerate(tqdm(starts, desc="generating pool", unit="block", disable=not self.progress)):
+            bars = None if self.progress else True  # None: a bar on a terminal only
+            for b, start in enumerate(tqdm(starts, desc="generating pool", unit="block", disable=bars)):
                 rng = np.random.default_rng(np.random.SeedSequence(self.generator_seed, spawn_key=(b,)))
                 m = min(self.block_rows, self.n_rows - start)
                 y = np.zeros(m, dtype=np.int8)

@@ -27,10 +27,10 @@ def test_labels_skip_undo_quit_and_resume(tmp_path):
     out, shown = type_keys(tmp_path, "1\n0\nu\n1\nx\ns\n0\n")
     a, b, c, b_again, c_again, c_asked_again, d = shown
     assert b_again == b and c_again == c_asked_again == c and len({a, b, c, d}) == 4
-    assert "'x' is not a key here" in out and "waiting for 1 labels" in out
+    assert "'x' is not a key here" in out and "waiting for 1 label:" in out
 
     out, shown = type_keys(tmp_path, "q\n")  # the skipped item comes back; quit at once
-    assert shown == [c] and "waiting for 1 labels" in out
+    assert shown == [c] and "waiting for 1 label:" in out
 
     out, shown = type_keys(tmp_path, "1\n0\n1\n0\n")  # c, then round 1's three items
     assert shown[0] == c and len(shown) == 4 and "kappa by label count" in out

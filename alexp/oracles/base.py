@@ -17,8 +17,10 @@ class Oracle:
     last request, or None while a person has not answered yet (the loop then saves its state and stops).
     `cost(ids)` prices a batch (cost_per_label each unless an oracle says otherwise); `metrics(rows)` reports
     oracle-side figures (none by default); `scored_against(truth)` is the truth its answers are scored against;
-    `where()` says where answers are expected; `resume`, `commit` and `finish` let a human oracle keep its
-    queue consistent with the loop's saved state across crashes."""
+    `where()` says where answers are expected; `tell` what round a request is for; `resume`, `commit` and
+    `finish` let a human oracle keep its queue consistent with the loop's saved state across crashes."""
+
+    interactive = False  # True for an oracle that takes answers in this terminal (no progress bar then)
 
     def __init__(self, cost_per_label: float = 1.0):
         if cost_per_label < 0:
@@ -44,6 +46,10 @@ class Oracle:
 
     def where(self) -> str:
         return f"the oracle ({type(self).__name__})"
+
+    def tell(self, round_: int, rounds: int | None, labeled: int) -> None:
+        """Told before each request: the round it belongs to (0 = the initial set), the last round (None when
+        only the cost or the pool ends the run) and the labels accepted so far (default: ignored)."""
 
     def resume(self, labeled: NDArray[np.intp]) -> None:
         """Told at the start of every loop which pool rows hold accepted labels already (default: ignored)."""
