@@ -11,6 +11,10 @@ from numpy.typing import NDArray
 from alexp import AlexpError
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def _is_count(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
@@ -82,6 +86,20 @@ class Budget:
         if self.max_labels is not None:
             total = self.max_labels if total is None else min(total, self.max_labels)
         return total
+
+    def describe(self) -> str:
+        """The budget in words: '20 labels, then 10 rounds of 20 (220 labels)'."""
+        if self.schedule is not None:
+            text = f"rounds topping the labels up to {', '.join(map(str, self.schedule))}"
+        else:
+            text = f"{self.initial} labels" if self.initial else f"a first batch of {self.batch_size} from the scout"
+            if self.rounds != 0:
+                text += f", then {_plural(self.rounds, 'round') if self.rounds else 'rounds'} of {self.batch_size}"
+        planned = self.planned()
+        if planned is not None and not text.startswith(f"{planned} labels") and (self.schedule is None
+                                                                                   or self.max_labels is not None):
+            text += f" ({planned} labels in all)" if self.max_labels is None else f" (at most {planned} labels)"
+        return text + (f", stopping before the cost passes {self.max_cost:g}" if self.max_cost is not None else "")
 
     def check_pool(self, n_pool: int, n_classes: int = 2) -> None:
         """Raise if the pool cannot hold the initial set or the labels the budget plans to buy: a budget

@@ -18,11 +18,11 @@ from urllib.parse import unquote
 from alexp import AlexpError, faults
 from alexp.errors import first_line
 from alexp.secrets import redact
+from alexp.ui import experiment_tags
 
 log = logging.getLogger(__name__)
 
-# MLflow 3's UI opens an experiment on its GenAI pages unless told otherwise; this tag marks a training one.
-EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+EXPERIMENT_TAGS = experiment_tags()  # a training experiment, kappa its primary metric, the saved chart view
 
 
 @contextmanager
@@ -251,10 +251,29 @@ def client(uri: str):
     return _client(uri)
 
 
-def log_report(uri: str, experiment_name: str, folder: Path) -> str:
-    """Log a report folder as the artifacts of a run tagged alexp.kind=report (reports skip such runs)."""
+def experiment_id(uri: str, name: str, missing_ok: bool = False) -> str | None:
+    """The id of experiment `name` in the store at `uri` (None if missing_ok and there is none)."""
     c = client(uri)
-    run = c.create_run(init_store(uri, experiment_name), run_name="report", tags={"alexp.kind": "report"})
+    with reaching(uri):
+        exp = c.get_experiment_by_name(name)
+        if exp is None and not missing_ok:
+            names = [e.name for e in c.search_experiments()]
+            raise AlexpError(f"no experiment {name!r} in {uri}; pass --experiment with one of {names}")
+    return exp.experiment_id if exp is not None else None
+
+
+def report_experiment(experiment_name: str) -> str:
+    """Where reports of `experiment_name` are logged: an experiment of their own, so that their runs stay out of
+    the curve charts and run tables of the experiment they summarise."""
+    return f"{experiment_name}-reports"
+
+
+def log_report(uri: str, experiment_name: str, folder: Path, title: str) -> str:
+    """Log a report folder as the artifacts of a run in the reports experiment of `experiment_name`."""
+    c = client(uri)
+    run = c.create_run(init_store(uri, report_experiment(experiment_name)), run_name=f"report: {title}",
+                       tags={"alexp.kind": "report", "mlflow.note.content": f"alexp report of {title}: see the "
+                             "artifacts (report.md, figures, tables)"})
     c.log_artifacts(run.info.run_id, str(folder))
     c.set_terminated(run.info.run_id)
     return run.info.run_id

@@ -224,7 +224,8 @@ def test_alexp_report_writes_the_folder_and_logs_it_as_a_run(store, tmp_path):
     from alexp.tracking import client
 
     c = client(store)
-    reports = c.search_runs([c.get_experiment_by_name("study").experiment_id], "tags.`alexp.kind` = 'report'")
+    assert not c.search_runs([c.get_experiment_by_name("study").experiment_id], "tags.`alexp.kind` = 'report'")
+    reports = c.search_runs([c.get_experiment_by_name("study-reports").experiment_id], "")  # out of the curves
     assert len(reports) == 2 and "report.md" in {a.path for a in c.list_artifacts(reports[0].info.run_id)}
     bad = subprocess.run([*args[:6], "--experiment", "nope"], capture_output=True, text=True)
     assert bad.returncode == 2 and "no experiment 'nope'" in bad.stderr

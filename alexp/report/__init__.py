@@ -64,7 +64,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="the plateau is the mean of the baseline's mean curve over its last this many label counts "
                         f"(default {stats.PLATEAU_POINTS})")
     p.add_argument("--out", help="output folder (default: reports/<experiment>)")
-    p.add_argument("--no-log", action="store_true", help="do not log the report as a run in the experiment")
+    p.add_argument("--no-log", action="store_true", help="do not log the report as a run (in the experiment "
+                   "'<experiment>-reports', kept apart from the curves)")
     args = p.parse_args(argv)
     if not 0 < args.target_fraction <= 1:
         p.error(f"--target-fraction must be in (0, 1], got {args.target_fraction}")
@@ -96,7 +97,10 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_log:
         from alexp.tracking import log_report
 
-        run_id = log_report(args.tracking_uri, experiments[0], out)
-        print(f"logged as run {run_id} (artifacts: {', '.join(f.name for f in files)})")
+        from alexp.tracking import report_experiment
+
+        run_id = log_report(args.tracking_uri, experiments[0], out, ", ".join(experiments))
+        print(f"logged as run {run_id} in experiment {report_experiment(experiments[0])!r} (artifacts: "
+              f"{', '.join(f.name for f in files)}); see it with alexp ui")
     print(f"report written to {out}/")
     print((out / "report.md").read_text())
