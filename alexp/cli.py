@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,14 +36,19 @@ RUNTIME_ARGS = {"oracle": ("truth", "rng", "context", "pool_features"), "scout":
 # Settings that change neither a run's results (beyond float rounding) nor where it is logged.
 NOT_IN_RUN_KEY = ("progress", "state_dir", "threads")
 NOT_PARAMS = ("tracking", *NOT_IN_RUN_KEY)  # overrides not worth an MLflow param
+QUIET = ("-h", "--help", "--hydra-help", "-c", "--cfg", "--info", "--version", "--resolve", "-sc",
+         "--shell-completion", "report", "ui")  # arguments that print something at once, with no run
 
 
 def main() -> None:
-    """`alexp [overrides]` runs an experiment (Hydra); `alexp report [options]` summarises runs (see --help).
+    """`alexp [overrides]` runs an experiment (Hydra); `alexp report [options]` summarises runs; `alexp ui` shows
+    them in the MLflow UI (each with --help).
 
     A mistake in the command line, the config or the data ends the process with exit code 2 and one line
     that names the setting or file and the fix; anything else is a bug and shows its traceback."""
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors instead of printing them; see user_error
+    if sys.stdout.isatty() and not any(a.split("=")[0] in QUIET for a in sys.argv[1:]):
+        print("alexp: starting (loading libraries and data) ...", flush=True)  # the imports take seconds
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())  # `_target_: mymodule.MyStrategy` finds modules in the working folder
     try:
@@ -50,6 +56,10 @@ def main() -> None:
             from alexp import report
 
             report.main(sys.argv[2:])
+        elif len(sys.argv) > 1 and sys.argv[1] == "ui":
+            from alexp import ui
+
+            ui.main(sys.argv[2:])
         else:
             experiment()
     except (Exception, UserError) as e:  # noqa: BLE001 - sorted into user errors (one line) and bugs (re-raised)
@@ -74,27 +84,99 @@ def experiment(cfg: DictConfig) -> None:
 
 
 class InitTrackingStore(Callback):
-    """Hydra callback: create the tracking store and experiment once, before a sweep's jobs start."""
+    """Hydra callback in the launching process: create the tracking store and experiment once, before a sweep's
+    jobs start (a fresh sqlite store races), set up the sweep's job board, and say what to do when it is done."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from alexp import secrets, tracking
+        from alexp import secrets, sweep, tracking
 
         secrets.guard()  # the launcher logs each job's overrides next
         tracking.init_store(config.tracking.uri, config.tracking.experiment_name)
+        sweep.Board(config.hydra.sweep.dir).begin(sweep.total_jobs(config))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from alexp import sweep
+
+        board = sweep.Board(config.hydra.sweep.dir)
+        print(f"sweep done: {_plural(board.done(), 'job')} in {config.hydra.sweep.dir}", flush=True)
+        print(next_steps(config.tracking.uri, config.tracking.experiment_name, config.hydra.sweep.dir), flush=True)
 
 
 def run(cfg: DictConfig) -> None:
     """One experiment: every setting checked before any work, then data -> features -> loop -> tracking.
 
     One run per config: a lock on the run key makes a second process with the same config wait, and a config
-    whose run has finished is reported, not run again."""
-    from alexp import faults, secrets, tracking
-    from alexp.loop import LoopState
+    whose run has finished is reported, not run again. A single run ends with its kappa table and what to do
+    next; a job of a sweep ends with one line (no bars: its siblings share the terminal)."""
+    from alexp import secrets, sweep
 
+    job = None
     if HydraConfig.initialized():
         hydra_cfg = HydraConfig.get()
-        secrets.guard(hydra_cfg.runtime.output_dir, *([hydra_cfg.sweep.dir] if hydra_cfg.mode == RunMode.MULTIRUN
-                                                       else []))
+        multirun = hydra_cfg.mode == RunMode.MULTIRUN
+        secrets.guard(hydra_cfg.runtime.output_dir, *([hydra_cfg.sweep.dir] if multirun else []))
+        if multirun:
+            job = (sweep.Board(hydra_cfg.sweep.dir), int(hydra_cfg.job.num))
+            job[0].started(job[1])
+            cfg.progress = False
+    started = time.monotonic()
+    try:
+        outcome = _run(cfg)
+    except BaseException:
+        if job is not None:
+            job[0].failed(job[1])  # its worker process lives on: it must not count as running
+        raise
+    if job is not None:
+        job[0].finished(job[1], outcome.line(time.monotonic() - started))
+    else:
+        outcome.show(cfg.tracking.uri, cfg.tracking.experiment_name)
+
+
+@dataclass
+class Outcome:
+    """How a run ended: finished now, finished before, or waiting for a human oracle's labels."""
+
+    run_id: str
+    name: str
+    history: list[dict[str, float]] | None = None  # finished now: the metrics per round
+    message: str | None = None  # finished before, or waiting: the whole story
+
+    def line(self, seconds: float) -> str:
+        """One line for a sweep's terminal."""
+        if self.history is None:
+            return f"{self.name}: {self.message.removeprefix('alexp: ')}"
+        last = self.history[-1]
+        return f"{self.name}: kappa {last['kappa']:.3f} at {last['n_labels']:.0f} labels in {seconds:.0f} s"
+
+    def show(self, uri: str, experiment: str) -> None:
+        """The whole story for a single run: its table of kappa by label count and the next steps."""
+        if self.history is None:
+            print(self.message)
+            return
+        print(f"run {self.run_id} ({self.name}): kappa by label count")
+        print(_curve_table(self.history))
+        print(next_steps(uri, experiment))
+
+
+def next_steps(uri: str, experiment: str, sweep_dir: str | None = None) -> str:
+    """What to run next to look at the results (with the store and experiment options when not the defaults)."""
+    import shlex
+
+    from alexp.secrets import redact
+
+    options = "".join([f" --tracking-uri {shlex.quote(redact(uri))}" if uri != "sqlite:///mlflow.db" else "",
+                       f" --experiment {shlex.quote(experiment)}" if experiment != "alexp" else ""])
+    report = f"alexp report{options}" + (f" --sweep-dir {sweep_dir}" if sweep_dir else "")
+    ui_command = f"alexp ui{options}"
+    width = max(len(report), len(ui_command)) if len(report) <= 60 else 0  # long commands: no alignment
+    return (f"next: {ui_command:<{width}}  # the runs and their curves in the MLflow UI\n"
+            f"      {report:<{width}}  # curves over seeds with intervals, labels-to-target, reductions")
+
+
+def _run(cfg: DictConfig) -> Outcome:
+    from alexp import faults, secrets, tracking, ui
+    from alexp.loop import LoopState
+
     check_seed(cfg.seed)
     threads = job_threads(cfg.get("threads", "auto"))
     limit_threads(threads)
@@ -111,14 +193,17 @@ def run(cfg: DictConfig) -> None:
         found = tracking.find_run(uri, experiment_name, key)
         if found is not None and found.status == "FINISHED":
             checkpoint.unlink(missing_ok=True)  # left by a process killed after the run was marked finished
-            print(_finished_line(found))
-            return
+            return Outcome(found.run_id, found.name, message=_finished_line(found))
         parts = _build(cfg)
         state = LoopState.load(checkpoint) if checkpoint.is_file() else None
         if state is not None:
-            log.info("resuming from %s at round %d (%d labels)", checkpoint, state.round, state.n_labeled)
+            rounds = parts.budget.rounds
+            log.info("resuming from %s: %s so far, in round %d%s", checkpoint, _plural(state.n_labeled, "label"),
+                     state.round + 2, f" of {rounds + 1}" if rounds is not None else "")
         run_id = state.run_id if state is not None else (found.run_id if found is not None else None)
-        tags = {"alexp.run_key": key, "alexp.threads": str(threads)}
+        tags = {"alexp.run_key": key, "alexp.threads": str(threads),
+                "mlflow.note.content": run_description(cfg, parts.budget),
+                "mlflow.runColor": ui.run_color(str(_choices().get("acquisition")))}  # seeds of a strategy alike
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
             tags["alexp.sweep_dir"] = str(Path(HydraConfig.get().sweep.dir).resolve())  # groups a sweep's runs
         with tracking.tracked_run(uri, experiment_name, parts.run_name, run_params(cfg), tags, resolved,
@@ -130,15 +215,18 @@ def run(cfg: DictConfig) -> None:
                 state = loop.run(state)
             if not state.finished:
                 tracker.pause()
-                print(f"alexp: waiting for {state.pending.size} labels: {secrets.redact(parts.oracle.where())}; "
-                      "then run the same command again")
-                return
+                return Outcome(tracker.run_id, parts.run_name, message=(
+                    f"alexp: waiting for {_plural(state.pending.size, 'label')}: "
+                    f"{secrets.redact(parts.oracle.where())}; then run the same command again"))
             parts.oracle.finish()
             _log_final_state(tracker, state, parts.pool_ids)
             faults.crash_point("final")
         checkpoint.unlink(missing_ok=True)
-    print(f"run {tracker.run_id} ({parts.run_name}): kappa by label count")
-    print(_curve_table(state.history))
+    return Outcome(tracker.run_id, parts.run_name, history=state.history)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _finished_line(found) -> str:
@@ -208,8 +296,29 @@ def _build(cfg: DictConfig) -> Parts:
 
 
 def run_name(cfg: DictConfig) -> str:
+    """What a run compares first, then what it ran on: 'margin-noisy-seed3-davidson_hate-minilm' (a data file is
+    named by its file name), so that a name cut short in MLflow's run list still says strategy, oracle and seed."""
     c = _choices()
-    return f"{c.get('data')}-{c.get('acquisition')}-{c.get('oracle')}-seed{cfg.seed}"
+    return "-".join(str(part) for part in (c.get("acquisition"), c.get("oracle"), f"seed{cfg.seed}", _data_name(cfg),
+                                           c.get("features")) if part is not None)
+
+
+def _data_name(cfg: DictConfig) -> str | None:
+    choice = _choices().get("data")
+    path = cfg.data.get("path") if choice == "file" else None
+    return Path(str(path)).stem if path else choice
+
+
+def run_description(cfg: DictConfig, budget) -> str:
+    """The run in one paragraph (MLflow shows it as the run's description)."""
+    c = _choices()
+    overrides = [o for o in (HydraConfig.get().overrides.task if HydraConfig.initialized() else [])
+                 if o.lstrip("+~").split("=")[0].split(".")[0] not in NOT_PARAMS]
+    return (f"Active learning on **{_data_name(cfg)}** ({c.get('features')} features, {c.get('model')} model): "
+            f"**{c.get('acquisition')}** picks what the **{c.get('oracle')}** oracle labels, "
+            f"{budget.describe()} (budget {c.get('budget')}), seed {cfg.seed}. Kappa against the gold test labels "
+            "is logged at each label count (step = number of labels)."
+            + (f" Overrides: `{' '.join(overrides)}`." if overrides else ""))
 
 
 def check_seed(seed: Any) -> None:
@@ -371,11 +480,12 @@ def _log_final_state(tracker, state, pool_ids) -> None:
         tracker.log_artifacts(Path(tmp))
 
 
-def _curve_table(history: list[dict[str, float]]):
+def _curve_table(history: list[dict[str, float]]) -> str:
     import polars as pl
 
-    pl.Config.set_tbl_rows(-1)
-    pl.Config.set_tbl_hide_dataframe_shape(True)
     cols = ["n_labels", "kappa", "f1", "average_precision", "positives_labeled"]
-    return pl.DataFrame(history).select(cols).with_columns(
+    table = pl.DataFrame(history).select(cols).with_columns(
         pl.col("n_labels", "positives_labeled").cast(pl.Int64), pl.col("kappa", "f1", "average_precision").round(3))
+    with pl.Config(tbl_rows=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
+                   tbl_hide_dtype_separator=True):
+        return str(table)

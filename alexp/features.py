@@ -126,7 +126,7 @@ class SentenceEmbedding(TransformerMixin, BaseEstimator):
         order = np.argsort([len(t) for t in texts], kind="stable")
         starts = range(0, len(texts), self.batch_size)
         with torch.inference_mode():
-            for start in tqdm(starts, desc="embedding", unit="batch", disable=not self.progress):
+            for start in tqdm(starts, desc="embedding", unit="batch", disable=None if self.progress else True):
                 rows = order[start:start + self.batch_size]
                 batch = tokenizer([texts[i] for i in rows], padding=True, truncation=True,
                                   max_length=self.max_length, return_tensors="pt").to(device)

@@ -120,10 +120,12 @@ class Loop:
             self._evaluate_scout(state)
         self.oracle.resume(np.flatnonzero(state.labeled_in >= 0))
         if state.pending.size:  # resumed while waiting: requests are idempotent, so ask again
+            self.oracle.tell(state.round + 1, self.budget.rounds, state.n_labeled)
             self.oracle.request(state.pending)
         total = None if self.budget.rounds is None else self.budget.rounds + 1
-        with tqdm(total=total, initial=state.evaluated + 1, desc="rounds", unit="round",
-                  disable=not self.progress, leave=False) as bar:
+        bar_off = None if self.progress and not getattr(self.oracle, "interactive", False) else True  # None: on a tty
+        with tqdm(total=total, initial=state.evaluated + 1, desc="rounds", unit="round", disable=bar_off,
+                  leave=False) as bar:
             fitted = None
             while True:
                 if state.pending.size:
@@ -137,7 +139,6 @@ class Loop:
                     if state.pending.size:  # nothing, or only part of the batch, came back
                         if answers:
                             self.oracle.request(state.pending)  # ask again for the rest only
-                        log.info("waiting for %d labels", state.pending.size)
                         return state
                 if state.evaluated < state.round:
                     fitted = self._evaluate(state, resumed=fitted is None)
@@ -158,6 +159,7 @@ class Loop:
                     self.log_metrics(self._pick_metrics(fitted if state.round >= 0 else self.scout, state.pending),
                                      state.n_labeled + len(state.pending))
                 self._save(state)
+                self.oracle.tell(state.round + 1, self.budget.rounds, state.n_labeled)
                 self.oracle.request(state.pending)
 
     def _select(self, state: LoopState, fitted, n: int) -> NDArray[np.intp]:

@@ -1,6 +1,7 @@
 """alexp installed as a package (not editable) works from any folder, with the user's own configs and code."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -52,13 +53,13 @@ def test_an_installed_alexp_runs_from_an_empty_folder_with_a_users_own_strategy(
     assert str(installed) in located  # the installed copy, configs included, not this checkout
     assert "kappa by label count" in run(installed, tmp_path, "progress=false")
     out = run(installed, tmp_path, "-m", "acquisition=random,margin", "seed=0,1", "budget=small", "progress=false")
-    assert out.count("kappa by label count") == 4
+    assert len(re.findall(r"^\[\d/4\] \S+: kappa", out, re.MULTILINE)) == 4 and "sweep done: 4 jobs" in out
     (tmp_path / "my_strategies.py").write_text(STRATEGY)
     (tmp_path / "myconf" / "acquisition").mkdir(parents=True)
     (tmp_path / "myconf" / "acquisition" / "largest.yaml").write_text("_target_: my_strategies.LargestFeature\n"
                                                                       "column: 1\n")
     out = run(installed, tmp_path, "--config-dir", "myconf", "acquisition=largest", "budget=small", "progress=false")
-    assert "synthetic-largest-perfect-seed0" in out
+    assert "largest-perfect-seed0-synthetic-identity" in out
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")

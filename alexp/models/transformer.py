@@ -111,7 +111,7 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
 
         order = np.argsort([len(t) for t in texts], kind="stable")
         starts = tqdm(range(0, len(texts), self.eval_batch_size), desc="scoring", unit="batch", leave=False,
-                      disable=not self.progress or len(texts) < 10 * self.eval_batch_size)
+                      disable=None if self.progress and len(texts) >= 10 * self.eval_batch_size else True)
         with torch.no_grad():
             logits = torch.cat([self.model_(**self._encode([texts[j] for j in order[i:i + self.eval_batch_size]]))
                                 .logits.float() for i in starts])

@@ -1,0 +1,90 @@
+"""What a sweep (`alexp -m ...`) prints: one line per finished job and a running count, never a progress bar.
+
+Parallel jobs share the launching terminal, so each job writes only whole lines, each in a single write (lines
+shorter than the pipe buffer do not interleave), and its bars are off. The counts come from marker files in the
+sweep folder: `<job>.running` (holding the job's pid, so a killed job stops counting) and `<job>.done`; the
+number of jobs is written there by the launcher before the jobs start.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+FOLDER = ".alexp-jobs"
+
+
+def total_jobs(config: DictConfig) -> int | None:
+    """How many jobs Hydra's basic sweeper makes of this config's overrides (None if another sweeper is used)."""
+    try:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        if "basic_sweeper" not in str(config.hydra.sweeper.get("_target_", "")).lower():
+            return None
+        params = config.hydra.sweeper.get("params") or {}
+        overrides = [*config.hydra.overrides.task, *(f"{k}={v}" for k, v in params.items())]
+        batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(overrides), None)
+        return sum(len(batch) for batch in batches)
+    except Exception:  # noqa: BLE001 - the count is a nicety; a sweep runs without it
+        return None
+
+
+class Board:
+    """The job-status folder of one sweep."""
+
+    def __init__(self, sweep_dir: str | Path):
+        self.folder = Path(sweep_dir) / FOLDER
+
+    def begin(self, total: int | None) -> None:
+        """Launcher, before the jobs: a fresh board (a rerun of a sweep counts again from zero)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for marker in self.folder.iterdir():
+            marker.unlink(missing_ok=True)
+        if total is not None:
+            (self.folder / "total").write_text(str(total))
+
+    def started(self, job: int) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / f"{job}.running").write_text(str(os.getpid()))
+
+    def finished(self, job: int, text: str) -> None:
+        """Mark job `job` done and print `[done/total] text (k running)` as one line."""
+        (self.folder / f"{job}.done").touch()
+        (self.folder / f"{job}.running").unlink(missing_ok=True)
+        total = self.folder / "total"
+        of = f"/{total.read_text()}" if total.is_file() else ""
+        running = self.running()
+        line = f"[{self.done()}{of}] {text}" + (f" ({running} running)" if running else "")
+        os.write(sys.stdout.fileno(), (line + "\n").encode()) if _is_real(sys.stdout) else print(line, flush=True)
+
+    def failed(self, job: int) -> None:
+        (self.folder / f"{job}.running").unlink(missing_ok=True)
+
+    def done(self) -> int:
+        return len(list(self.folder.glob("*.done")))
+
+    def running(self) -> int:
+        return sum(_alive(marker) for marker in self.folder.glob("*.running"))
+
+
+def _alive(marker: Path) -> bool:
+    try:
+        os.kill(int(marker.read_text()), 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _is_real(stream: Any) -> bool:
+    """Whether `stream` is a file descriptor's stream (a single os.write keeps the line whole)."""
+    try:
+        stream.flush()
+        stream.fileno()
+        return True
+    except (AttributeError, OSError, ValueError):
+        return False
