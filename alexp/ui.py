@@ -36,7 +36,7 @@ COLUMNS = ("metrics.kappa", "metrics.n_labels", "params.acquisition", "params.or
 
 # One colour per strategy (the seeds of a strategy share it): random grey, the rest from matplotlib's tab10.
 COLORS = {"random": "#7f7f7f", "entropy": "#1f77b4", "margin": "#ff7f0e", "least_confidence": "#2ca02c",
-          "boundary_pairs": "#d62728", "coreset": "#9467bd", "badge": "#8c564b", "cluster_margin": "#e377c2",
+          "boundary_pairs": "#9467bd", "coreset": "#d62728", "badge": "#8c564b", "cluster_margin": "#e377c2",
           "density_weighted": "#bcbd22", "class_balanced": "#17becf", "bald": "#393b79", "batchbald": "#637939",
           "vote_entropy": "#8c6d31", "kl_disagreement": "#843c39"}
 
