@@ -125,6 +125,8 @@ def main(argv: list[str] | None = None) -> None:
                "--port", str(port), "--workers", "1"]
     print(f"alexp ui: starting the MLflow UI for {uri} on {base} ...", flush=True)
     errors = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a full pipe would block the server
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # stopped or its terminal closed: stop the server too
+        signal.signal(sig, _interrupt)
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors, text=True)
     try:
         experiment_id = tracking.experiment_id(uri, args.experiment)  # while the server starts
@@ -146,6 +148,10 @@ def main(argv: list[str] | None = None) -> None:
                 server.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 server.kill()
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def free_port(port: int, tries: int = 20) -> int:

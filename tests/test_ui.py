@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -81,8 +82,11 @@ def test_runs_are_named_described_and_coloured_and_alexp_ui_serves_them(tmp_path
         with urllib.request.urlopen(url.group(0).split("#")[0], timeout=10) as page:
             assert page.status == 200 and b"<html" in page.read().lower()
     finally:
-        server.terminate()
+        server.terminate()  # SIGTERM: alexp ui stops its MLflow server too
         server.wait(timeout=30)
+    time.sleep(1)
+    with pytest.raises(OSError):  # nothing answers on that port any more
+        urllib.request.urlopen(f"http://127.0.0.1:{url.group(1)}/health", timeout=5)
 
     bad = alexp("ui", "--tracking-uri", store, "--experiment", "nope", cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "no experiment 'nope'" in bad.stderr and "'alexp'" in bad.stderr
