@@ -140,13 +140,15 @@ class Outcome:
     name: str
     history: list[dict[str, float]] | None = None  # finished now: the metrics per round
     message: str | None = None  # finished before, or waiting: the whole story
+    stopped_by: str | None = None  # the stopping rule that ended it (stopping.enforce)
 
     def line(self, seconds: float) -> str:
         """One line for a sweep's terminal."""
         if self.history is None:
             return f"{self.name}: {self.message.removeprefix('alexp: ')}"
         last = self.history[-1]
-        return f"{self.name}: kappa {last['kappa']:.3f} at {last['n_labels']:.0f} labels in {seconds:.0f} s"
+        return (f"{self.name}: kappa {last['kappa']:.3f} at {last['n_labels']:.0f} labels in {seconds:.0f} s"
+                + (f", stopped by {self.stopped_by}" if self.stopped_by else ""))
 
     def show(self, uri: str, experiment: str) -> None:
         """The whole story for a single run: its table of kappa by label count and the next steps."""
@@ -155,6 +157,9 @@ class Outcome:
             return
         print(f"run {self.run_id} ({self.name}): kappa by label count")
         print(_curve_table(self.history))
+        if self.stopped_by:
+            print(f"stopped by the rule {self.stopped_by} at {self.history[-1]['n_labels']:.0f} labels "
+                  "(stopping.enforce=true)")
         print(next_steps(uri, experiment))
 
 
@@ -180,7 +185,7 @@ def _run(cfg: DictConfig) -> Outcome:
     check_seed(cfg.seed)
     threads = job_threads(cfg.get("threads", "auto"))
     limit_threads(threads)
-    for group in (g for g in (*GROUPS, "scout") if cfg.get(g) is not None):
+    for group in (g for g in (*GROUPS, "scout", "stopping") if cfg.get(g) is not None):
         check_node(cfg[group], group, skip=RUNTIME_ARGS.get(group, ()))
     resolved = OmegaConf.to_container(cfg, resolve=True)
     key = run_key(resolved)
@@ -222,7 +227,7 @@ def _run(cfg: DictConfig) -> Outcome:
             _log_final_state(tracker, state, parts.pool_ids)
             faults.crash_point("final")
         checkpoint.unlink(missing_ok=True)
-    return Outcome(tracker.run_id, parts.run_name, history=state.history)
+    return Outcome(tracker.run_id, parts.run_name, history=state.history, stopped_by=state.stopped_by)
 
 
 def _plural(n: int, word: str) -> str:
@@ -250,6 +255,7 @@ class Parts:
     budget: Any
     oracle: Any
     scout: Any
+    stopping: Any
     run_name: str
 
     @property
@@ -265,7 +271,8 @@ class Parts:
 
         return Loop(self.X_pool, self.X_test, self.table.y[self.test_rows], self.model, self.acquisition,
                     self.oracle, self.budget, cfg.seed, truth=self.table.y[self.pool_rows],
-                    log_metrics=log_metrics, checkpoint=checkpoint, progress=cfg.progress, scout=self.scout)
+                    log_metrics=log_metrics, checkpoint=checkpoint, progress=cfg.progress, scout=self.scout,
+                    stopping=self.stopping)
 
 
 def _build(cfg: DictConfig) -> Parts:
@@ -278,6 +285,7 @@ def _build(cfg: DictConfig) -> Parts:
     source, features, model = build(cfg, "data"), build(cfg, "features"), build(cfg, "model")
     acquisition, budget = build(cfg, "acquisition"), build(cfg, "budget")
     scout = build(cfg, "scout", features=features) if cfg.get("scout") is not None else None
+    stopping = build(cfg, "stopping") if cfg.get("stopping") is not None else None
     if budget.initial == 0 and scout is None:
         raise AlexpError("budget: initial=0 starts from a scout's predictions; add scout=zero_shot "
                          "(or set budget.initial to a number of labels)")
@@ -291,7 +299,7 @@ def _build(cfg: DictConfig) -> Parts:
                **{name: column[pool_rows] for name, column in table.extra.items()}}
     oracle = build(cfg, "oracle", truth=table.y[pool_rows], rng=stream(cfg.seed, "oracle"), context=context,
                    pool_features=X_pool)
-    return Parts(table, pool_rows, test_rows, X_pool, X_test, model, acquisition, budget, oracle, scout,
+    return Parts(table, pool_rows, test_rows, X_pool, X_test, model, acquisition, budget, oracle, scout, stopping,
                  run_name(cfg))
 
 
@@ -440,7 +448,8 @@ def _prefixed(group: str, fn):
 def run_key(resolved: dict) -> str:
     """Hash of the config that determines a run's results and its MLflow experiment: the same config resumes
     the same checkpoint (and MLflow run); the same experiment logged to another store or experiment does not."""
-    content = {k: v for k, v in resolved.items() if k not in NOT_IN_RUN_KEY}
+    content = {k: v for k, v in resolved.items() if k not in NOT_IN_RUN_KEY
+               and not (k == "stopping" and v is None)}  # runs from before stopping rules keep their key
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -29,7 +29,7 @@ from alexp.oracles import Oracle
 log = logging.getLogger(__name__)
 
 # Independent random streams of one run seed. Appending a name never shifts the others.
-STREAMS = ("split", "initial", "acquisition", "oracle", "model", "eval")
+STREAMS = ("split", "initial", "acquisition", "oracle", "model", "eval", "stop")
 
 
 def stream(seed: int, name: str, *keys: int) -> np.random.Generator:
@@ -53,6 +53,9 @@ class LoopState:
     cost: float = 0.0  # what the accepted labels cost
     run_id: str | None = None  # tracking run this state belongs to
     finished: bool = False
+    stopped_by: str | None = None  # the stopping rule that ended the run (stopping.enforce)
+    # The stop set's predicted classes by each evaluated round's model (stopping rules only): rounds x rows.
+    stop_predictions: NDArray[np.int8] = field(default_factory=lambda: np.empty((0, 0), dtype=np.int8))
 
     @classmethod
     def fresh(cls, n_pool: int) -> LoopState:
@@ -70,17 +73,19 @@ class LoopState:
     def save(self, path: Path) -> None:
         """Write atomically: a temp file in the same folder, then a rename."""
         meta = {"round": self.round, "evaluated": self.evaluated, "history": self.history,
-                "run_id": self.run_id, "finished": self.finished, "cost": self.cost}
+                "run_id": self.run_id, "finished": self.finished, "cost": self.cost, "stopped_by": self.stopped_by}
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, labeled_in=self.labeled_in, labels=self.labels, pending=self.pending,
-                     meta=np.array(json.dumps(meta)))
+                     stop_predictions=self.stop_predictions, meta=np.array(json.dumps(meta)))
 
     @classmethod
     def load(cls, path: Path) -> LoopState:
         with np.load(path) as z:
             meta = json.loads(str(z["meta"]))
+            stops = z["stop_predictions"] if "stop_predictions" in z else np.empty((0, 0), dtype=np.int8)
             return cls(z["labeled_in"], z["labels"], meta["round"], meta["evaluated"], z["pending"],
-                       meta["history"], meta["cost"], meta["run_id"], meta["finished"])
+                       meta["history"], meta["cost"], meta["run_id"], meta["finished"], meta.get("stopped_by"),
+                       stops)
 
 
 @dataclass
@@ -101,6 +106,7 @@ class Loop:
     checkpoint: Path | None = None
     progress: bool = True
     scout: Any = None  # a model that needs no labels (zero-shot): logged at 0 labels, picks round 0 if initial=0
+    stopping: Any = None  # alexp.stopping.Stopping: rules checked (and logged) each round; enforce ends the run
     _select_seconds: float = field(default=0.0, init=False, repr=False)  # how long the last selection took
 
     def __post_init__(self):
@@ -108,6 +114,7 @@ class Loop:
         # decided once per run seed, so it does not depend on the round it is labeled in (and survives resumes).
         n, share = self.X.shape[0], self.budget.eval_share
         self.held_out = (stream(self.seed, "eval").random(n) < share) if share else np.zeros(n, dtype=bool)
+        self.stop_rows = self.stopping.stop_set(n, stream(self.seed, "stop")) if self.stopping is not None else None
 
     def run(self, state: LoopState | None = None) -> LoopState:
         """Run (or continue) until the budget or pool is spent, or a human oracle has not answered yet."""
@@ -144,6 +151,12 @@ class Loop:
                     fitted = self._evaluate(state, resumed=fitted is None)
                     bar.set_postfix(labels=state.n_labeled, kappa=f"{state.history[-1]['kappa']:.3f}", refresh=False)
                     bar.update(1)
+                    if self.stopping is not None and self.stopping.enforce and not state.finished:
+                        rule = self.stopping.first_fired(state.history[-1])
+                        if rule is not None:  # a person is labeling: the first rule that fires ends it
+                            state.finished, state.stopped_by = True, rule
+                            self._save(state)
+                            return state
                 n = self.budget.next_batch(state.round + 1, state.n_labeled, len(state.labels) - state.n_labeled,
                                            state.cost, self.oracle.cost_per_label)
                 if n == 0:
@@ -241,6 +254,8 @@ class Loop:
             metrics["oracle_kappa"] = agreement(reference[scored], state.labels[scored]) if len(scored) else \
                 float("nan")  # undefined: no labeled item has a truth to be scored against yet
         metrics.update(self.oracle.metrics(labeled))
+        if self.stopping is not None:
+            metrics.update(self._stopping_signals(state, fitted))
         if self.budget.eval_share:  # the seed's second yardstick: agreement with the held-out expert labels
             curated = labeled[self.held_out[labeled]]
             metrics["curated_n"] = float(len(curated))
@@ -251,6 +266,18 @@ class Loop:
         state.evaluated = state.round
         self._save(state)
         return fitted
+
+    def _stopping_signals(self, state: LoopState, fitted) -> dict[str, float]:
+        """Every stopping rule's flag and statistic for this round, from the model's predictions on the stop set
+        and the labels bought: nothing here reads the pool's truth, the oracle or the test set."""
+        proba, predicted = models.proba_and_predict(fitted, self.X[self.stop_rows], self.n_classes)
+        if state.stop_predictions.size == 0:
+            state.stop_predictions = np.empty((0, len(self.stop_rows)), dtype=np.int8)
+        state.stop_predictions = np.vstack([state.stop_predictions, predicted.astype(np.int8)[None]])
+        before = state.history[-1] if state.history else {}
+        fired_before = {name: before.get(f"stop_{name}") == 1.0 for name in self.stopping.rules}
+        return self.stopping.check(list(state.stop_predictions), proba, state.labeled_in[self.stop_rows] < 0,
+                                   state.n_labeled, fired_before)
 
     def _save(self, state: LoopState) -> None:
         if self.checkpoint is not None:
