@@ -322,3 +322,41 @@ def test_a_baseline_that_matches_no_condition_is_refused(store, tmp_path, capsys
                      "--no-log", "--out", str(tmp_path / "r")])
     assert e.value.code == 2
     assert "--baseline acquisition=randon matches no condition" in capsys.readouterr().err
+
+
+def test_the_stopping_table_by_hand(tmp_path):
+    """entropy's seeds: a rule `sp` fires at 20 labels in seeds 0 and 1 and never in seed 2; `budget` at 40."""
+    from alexp.report.runs import load_stops
+    from alexp.tracking import client
+
+    uri = make_store(tmp_path, HISTORIES)
+    c = client(uri)
+    for run in c.search_runs([c.get_experiment_by_name("study").experiment_id], "params.acquisition = 'entropy'"):
+        seed = int(run.data.params["seed"])
+        for step in STEPS:
+            c.log_metric(run.info.run_id, "stop_sp", float(seed < 2 and step >= 20), step=step)
+            c.log_metric(run.info.run_id, "stop_sp_value", 0.5, step=step)
+            c.log_metric(run.info.run_id, "stop_budget", float(step >= 40), step=step)
+    runs = load_runs(uri, ["study"])
+    stops = load_stops(uri, runs)
+    assert sorted(stops.filter(pl.col("rule") == "sp")["stop_at"].to_list(), key=str) == [20, 20, None]
+    pairs = baseline_pairs(runs["condition"].unique().to_list(), {"acquisition": "random"})
+    report = summarize(runs, pairs, Settings(points=1), stops)
+    rows = {r["rule"]: r for r in report.stopping.iter_rows(named=True)}
+    sp, budget = rows["sp"], rows["budget"]
+    # sp stops at 20, 20 and (never fired) 40: median 20, 90th percentile 20 + 0.8 * 20; kappa there 0.6, 0.6, 0.45
+    assert (sp["labels_at_stop"], sp["labels_p10"], sp["labels_p90"], sp["fired"]) == (20, 20, pytest.approx(36), 2)
+    assert sp["at_stop"] == pytest.approx(0.55) and sp["plateau"] == pytest.approx(0.65)
+    assert sp["loss"] == pytest.approx(0.10)
+    # target 0.95 x random's plateau 0.5 = 0.475: seed 2 never reaches it (stopped short); 0 and 1 reach it by 20
+    assert sp["target"] == pytest.approx(0.475) and sp["stopped_short"] == 1
+    assert (budget["labels_at_stop"], budget["loss"], budget["stopped_short"]) == (40, pytest.approx(0), 1)
+    assert "**budget** stops earliest: median 40 labels of 40" in report.stopping_lines[0]
+    looser = summarize(runs, pairs, Settings(points=1, stop_loss=0.2), stops)
+    assert "**sp** stops earliest: median 20 labels of 40 (fired in 2 of 3 seeds)" in looser.stopping_lines[0]
+    from alexp.report import write
+
+    write(report, tmp_path / "out", "study")
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "## Stopping rules" in text and "| acquisition=entropy | sp | 20 [20–36] of 40 | 2 / 3 | 0.550 |" in text
+    assert pl.read_parquet(tmp_path / "out" / "stopping.parquet").height == 2

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from alexp import AlexpError
 from alexp.report import stats
-from alexp.report.runs import condition_params, load_runs
+from alexp.report.runs import condition_params, load_runs, load_stops
 from alexp.report.tables import Report, Settings, baseline_pairs, markdown, summarize
 
 __all__ = ["Report", "Settings", "load_runs", "main", "summarize", "write"]
@@ -28,7 +28,7 @@ def write(report: Report, out: Path, title: str) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     tables = {"summary": report.conditions, "reductions": report.reductions, "comparisons": report.comparisons,
-              "curves": report.curves}
+              "curves": report.curves, "stopping": report.stopping}
     files = []
     for name, frame in tables.items():
         if frame.height:
@@ -63,6 +63,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--plateau-points", type=int, default=stats.PLATEAU_POINTS,
                    help="the plateau is the mean of the baseline's mean curve over its last this many label counts "
                         f"(default {stats.PLATEAU_POINTS})")
+    p.add_argument("--stop-loss", type=float, default=0.02,
+                   help="the loss against the plateau within which the report names the stopping rule that stops "
+                        "earliest (default 0.02, in units of --metric)")
     p.add_argument("--out", help="output folder (default: reports/<experiment>)")
     p.add_argument("--no-log", action="store_true", help="do not log the report as a run (in the experiment "
                    "'<experiment>-reports', kept apart from the curves)")
@@ -78,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[2:] if argv is None else argv)
     experiments = args.experiment or ["alexp"]
     baseline = dict(part.split("=", 1) for part in args.baseline.split()) if args.baseline else {}
-    settings = Settings(args.metric, args.target, args.target_fraction, args.plateau_points)
+    settings = Settings(args.metric, args.target, args.target_fraction, args.plateau_points,
+                        stop_loss=args.stop_loss)
     try:
         runs = load_runs(args.tracking_uri, experiments, args.sweep_dir, args.metric)
         conditions = runs["condition"].unique(maintain_order=True).to_list()
@@ -88,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
             raise AlexpError(f"--baseline {args.baseline} matches no condition; the conditions are: "
                              + "; ".join(conditions))
         report = summarize(runs, baseline_pairs(runs["condition"].unique(maintain_order=True).to_list(), baseline),
-                           settings)
+                           settings, load_stops(args.tracking_uri, runs))
     except AlexpError as e:
         print(f"alexp report: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -97,3 +97,23 @@ def matrix(runs: pl.DataFrame, condition: str, column: str = "value", seeds: lis
                          "runs of one schedule together, or pass --sweep-dir to pick one sweep")
     values = wide.select([str(s) for s in seed_list]).to_numpy().T
     return wide["n_labels"].to_numpy().astype(float), values.astype(float), seed_list
+
+
+STOPS_SCHEMA = {"run_id": pl.String, "condition": pl.String, "seed": pl.Int64, "rule": pl.String,
+                "stop_at": pl.Int64}
+
+
+def load_stops(uri: str, runs: pl.DataFrame) -> pl.DataFrame:
+    """One row per (run, stopping rule) of the runs in `runs`: the label count at which the rule first fired
+    (`stop_at`; null when it never fired within the run). Empty when no run logged stopping rules."""
+    from alexp.tracking import client as tracking_client
+
+    client = tracking_client(uri)
+    rows = []
+    for run_id, condition, seed in runs.select("run_id", "condition", "seed").unique(maintain_order=True).iter_rows():
+        flags = sorted(k for k in client.get_run(run_id).data.metrics
+                       if k.startswith("stop_") and not k.endswith("_value"))
+        for key in flags:
+            fired = [m.step for m in client.get_metric_history(run_id, key) if m.value == 1.0]
+            rows.append((run_id, condition, seed, key.removeprefix("stop_"), min(fired) if fired else None))
+    return pl.DataFrame(rows, schema=STOPS_SCHEMA, orient="row")

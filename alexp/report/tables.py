@@ -21,6 +21,7 @@ class Settings:
     fraction: float = stats.FRACTION
     points: int = stats.PLATEAU_POINTS
     level: float = stats.LEVEL
+    stop_loss: float = 0.02  # the loss (plateau minus the metric at stop) within which a stopping rule is "safe"
 
 
 @dataclass
@@ -33,6 +34,8 @@ class Report:
     fits: pl.DataFrame
     verdict: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    stopping: pl.DataFrame = field(default_factory=pl.DataFrame)  # one row per condition and stopping rule
+    stopping_lines: list[str] = field(default_factory=list)  # per condition: the earliest rule within the loss
 
 
 def baseline_pairs(conditions: list[str], baseline: dict[str, str]) -> list[tuple[str, str]]:
@@ -59,8 +62,10 @@ def curves(runs: pl.DataFrame, level: float = stats.LEVEL) -> pl.DataFrame:
                                      "cost_mean": pl.Float64}, orient="row").sort("condition", "n_labels")
 
 
-def summarize(runs: pl.DataFrame, pairs: list[tuple[str, str]], settings: Settings | None = None) -> Report:
-    """Conditions, reductions against their baselines, paired comparisons, baseline fits and the verdict."""
+def summarize(runs: pl.DataFrame, pairs: list[tuple[str, str]], settings: Settings | None = None,
+              stops: pl.DataFrame | None = None) -> Report:
+    """Conditions, reductions against their baselines, paired comparisons, baseline fits and the verdict; with
+    `stops` (`runs.load_stops`), what each stopping rule would have cost and lost."""
     s = settings or Settings()
     table = curves(runs, s.level)
     conditions = table["condition"].unique(maintain_order=True).to_list()
@@ -82,7 +87,62 @@ def summarize(runs: pl.DataFrame, pairs: list[tuple[str, str]], settings: Settin
     report = Report(s, table, pl.DataFrame(rows), pl.DataFrame(reductions), comparisons_df, pl.DataFrame(fits))
     report.verdict = [verdict_line(r, s) for r in merge_identical_rows(reductions, runs)]
     report.notes = list(dict.fromkeys([*notes, *(r["cause"] for r in reductions if r["cause"])]))
+    if stops is not None and stops.height:
+        report.stopping = pl.DataFrame([stopping_row(runs, stops, c, rule, targets.get(c, s.target), s)
+                                        for c in conditions
+                                        for rule in stops.filter(pl.col("condition") == c)["rule"].unique(
+                                            maintain_order=True)])
+        report.stopping_lines = [earliest_safe_rule(report.stopping.filter(pl.col("condition") == c), s)
+                                 for c in conditions if report.stopping.filter(pl.col("condition") == c).height]
     return report
+
+
+def stopping_row(runs: pl.DataFrame, stops: pl.DataFrame, condition: str, rule: str, target: float | None,
+                 s: Settings) -> dict:
+    """What one stopping rule would have cost and lost in one condition, over its seeds.
+
+    A seed stops where the rule first fired, or at its last label count when it never fired (censored: the rule
+    would have spent the whole budget). `labels_at_stop` is the median over seeds with the 10th and 90th
+    percentiles (the spread between seeds, not an interval for the median); `at_stop` the mean of each seed's
+    metric where it stopped; `loss` the condition's plateau (the mean of its mean curve over its last label
+    counts) minus that mean; `stopped_short` the seeds that stopped before their own curve first reached the
+    target (a seed that never reaches it counts as stopped short)."""
+    labels, values, seeds = matrix(runs, condition)
+    at = {r["seed"]: r["stop_at"] for r in stops.filter(pl.col("condition") == condition,
+                                                        pl.col("rule") == rule).iter_rows(named=True)}
+    stop_labels, at_stop, short = [], [], 0
+    for seed, curve in zip(seeds, values):
+        fired = at.get(seed)
+        i = len(labels) - 1 if fired is None else int(np.searchsorted(labels, fired))
+        i = min(i, len(labels) - 1)
+        stop_labels.append(labels[i])
+        at_stop.append(curve[i])
+        if target is not None and not math.isnan(target):
+            reached = np.flatnonzero(curve >= target)
+            short += int(not len(reached) or reached[0] > i)
+    plateau = stats.plateau(values.mean(axis=0), s.points)
+    has_target = target is not None and not math.isnan(target)
+    return {"condition": condition, "rule": rule, "seeds": len(seeds),
+            "fired": sum(at.get(seed) is not None for seed in seeds),
+            "labels_at_stop": float(np.median(stop_labels)), "labels_p10": float(np.percentile(stop_labels, 10)),
+            "labels_p90": float(np.percentile(stop_labels, 90)), "max_labels": float(labels[-1]),
+            "at_stop": float(np.mean(at_stop)), "plateau": plateau, "loss": plateau - float(np.mean(at_stop)),
+            "target": target if has_target else math.nan, "stopped_short": short if has_target else None}
+
+
+def earliest_safe_rule(rows: pl.DataFrame, s: Settings) -> str:
+    """One sentence: the rule that stops earliest (median labels) among those within `s.stop_loss` of the
+    plateau and firing in at least half the seeds."""
+    condition = rows["condition"][0]
+    safe = rows.filter(pl.col("loss") <= s.stop_loss, pl.col("fired") * 2 >= pl.col("seeds")).sort(
+        "labels_at_stop", "loss")
+    if not safe.height:
+        return (f"**{condition}**: no rule stops within a loss of {s.stop_loss:g} {s.metric} of the plateau in at "
+                "least half the seeds; the full budget is the safe choice here.")
+    r = safe.row(0, named=True)
+    return (f"**{condition}**: within a loss of {s.stop_loss:g} {s.metric} of the plateau ({r['plateau']:.3f}), "
+            f"**{r['rule']}** stops earliest: median {r['labels_at_stop']:.0f} labels of {r['max_labels']:.0f} "
+            f"(fired in {r['fired']} of {r['seeds']} seeds), {s.metric} {r['at_stop']:.3f} at stop.")
 
 
 def condition_row(runs: pl.DataFrame, condition: str, target: float | None, s: Settings) -> dict:
@@ -296,5 +356,20 @@ def markdown(report: Report, title: str, figure_names: list[str]) -> str:
             diff = interval(r["mean_diff"], r["diff_low"], r["diff_high"], seeds=r["seeds"])
             lines.append(f"| {r['condition']} | {r['baseline']} | {r['measure']} | {r['seeds']} | "
                          f"{r['wins']} / {r['losses']} | {diff} | {r['wilcoxon_p']:.3g} | {r['holm_p']:.3g} |")
+    if report.stopping.height:
+        lines += ["", "## Stopping rules", "", "What each rule would have spent and lost had it ended the run: "
+                  "labels at stop (median over seeds, with the 10th–90th percentile of the seeds in brackets; a "
+                  "seed whose rule never fired stops at its last label count), the rule's seeds that fired, the "
+                  f"mean {s.metric} at stop, the loss against the condition's plateau (the mean of its mean curve "
+                  f"over its last {s.points} label counts; negative: above it), and the seeds that stopped before "
+                  "their own curve reached the target (a seed that never reaches it counts).", "",
+                  *report.stopping_lines, "",
+                  f"| condition | rule | labels at stop | fired | {s.metric} at stop | plateau | loss | "
+                  "stopped before the target |", "|---|---|---|---|---|---|---|---|"]
+        for r in report.stopping.iter_rows(named=True):
+            short = "–" if r["stopped_short"] is None else f"{r['stopped_short']} / {r['seeds']}"
+            lines.append(f"| {r['condition']} | {r['rule']} | {r['labels_at_stop']:.0f} [{r['labels_p10']:.0f}–"
+                         f"{r['labels_p90']:.0f}] of {r['max_labels']:.0f} | {r['fired']} / {r['seeds']} | "
+                         f"{r['at_stop']:.3f} | {r['plateau']:.3f} | {r['loss']:+.3f} | {short} |")
     lines += ["", "## Figures", ""] + [f"![{name[:-4].replace('_', ' ')}]({name})\n" for name in figure_names]
     return "\n".join(lines) + "\n"
