@@ -1,6 +1,7 @@
 """Stopping rules: each fires at the round worked out by hand, and none reads a label that was not bought."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -167,3 +168,24 @@ def test_enforced_rules_end_the_run_and_a_resumed_run_decides_the_same(pool, tmp
     resumed = make_loop(pool, budget=budget, stopping=all_rules(), checkpoint=checkpoint).run(
         LoopState.load(checkpoint))
     assert stop_signals(resumed.history) == stop_signals(logged.history)
+
+
+@pytest.mark.slow
+def test_alexp_logs_every_rule_and_enforce_ends_the_run_where_the_first_rule_fired(tmp_path):
+    from test_cli import alexp, runs
+
+    (tmp_path / "a").mkdir()
+    alexp("budget=small", "stopping=all", cwd=tmp_path / "a")
+    client, _, (run,) = runs(tmp_path / "a")
+    names = list(all_rules().rules)
+    assert {f"stop_{n}" for n in names} | {f"stop_{n}_value" for n in names} <= set(run.data.metrics)
+    assert run.data.params["stopping"] == "all"
+    fired = {n: [m.step for m in client.get_metric_history(run.info.run_id, f"stop_{n}") if m.value == 1.0]
+             for n in names}
+    first = min(min(steps) for steps in fired.values() if steps)
+    (tmp_path / "b").mkdir()
+    out = alexp("budget=small", "stopping=all", "stopping.enforce=true", cwd=tmp_path / "b").stdout
+    client, _, (run,) = runs(tmp_path / "b")
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "kappa")][-1] == first
+    rule = re.search(r"stopped by the rule (\w+) at (\d+) labels", out)
+    assert rule and first in fired[rule.group(1)] and int(rule.group(2)) == first

@@ -368,8 +368,10 @@ def markdown(report: Report, title: str, figure_names: list[str]) -> str:
                   "stopped before the target |", "|---|---|---|---|---|---|---|---|"]
         for r in report.stopping.iter_rows(named=True):
             short = "–" if r["stopped_short"] is None else f"{r['stopped_short']} / {r['seeds']}"
-            lines.append(f"| {r['condition']} | {r['rule']} | {r['labels_at_stop']:.0f} [{r['labels_p10']:.0f}–"
-                         f"{r['labels_p90']:.0f}] of {r['max_labels']:.0f} | {r['fired']} / {r['seeds']} | "
+            spread = f"[{r['labels_p10']:.0f}–{r['labels_p90']:.0f}]"
+            spent = (f"never fired: {r['max_labels']:.0f}" if r["fired"] == 0 else
+                     f"{r['labels_at_stop']:.0f} {spread} of {r['max_labels']:.0f}")
+            lines.append(f"| {r['condition']} | {r['rule']} | {spent} | {r['fired']} / {r['seeds']} | "
                          f"{r['at_stop']:.3f} | {r['plateau']:.3f} | {r['loss']:+.3f} | {short} |")
     lines += ["", "## Figures", ""] + [f"![{name[:-4].replace('_', ' ')}]({name})\n" for name in figure_names]
     return "\n".join(lines) + "\n"
