@@ -103,10 +103,10 @@ def stopping_row(runs: pl.DataFrame, stops: pl.DataFrame, condition: str, rule: 
 
     A seed stops where the rule first fired, or at its last label count when it never fired (censored: the rule
     would have spent the whole budget). `labels_at_stop` is the median over seeds with the 10th and 90th
-    percentiles (the spread between seeds, not an interval for the median); `at_stop` the mean of each seed's
-    metric where it stopped; `loss` the condition's plateau (the mean of its mean curve over its last label
-    counts) minus that mean; `stopped_short` the seeds that stopped before their own curve first reached the
-    target (a seed that never reaches it counts as stopped short)."""
+    percentiles, each a seed's own value (the spread between seeds, not an interval for the median);
+    `at_stop` the mean of each seed's metric where it stopped; `loss` the condition's plateau (the mean of its
+    mean curve over its last label counts) minus that mean; `stopped_short` the seeds that stopped before their
+    own curve first reached the target (a seed that never reaches it counts as stopped short)."""
     labels, values, seeds = matrix(runs, condition)
     at = {r["seed"]: r["stop_at"] for r in stops.filter(pl.col("condition") == condition,
                                                         pl.col("rule") == rule).iter_rows(named=True)}
@@ -124,8 +124,9 @@ def stopping_row(runs: pl.DataFrame, stops: pl.DataFrame, condition: str, rule: 
     has_target = target is not None and not math.isnan(target)
     return {"condition": condition, "rule": rule, "seeds": len(seeds),
             "fired": sum(at.get(seed) is not None for seed in seeds),
-            "labels_at_stop": float(np.median(stop_labels)), "labels_p10": float(np.percentile(stop_labels, 10)),
-            "labels_p90": float(np.percentile(stop_labels, 90)), "max_labels": float(labels[-1]),
+            "labels_at_stop": float(np.median(stop_labels)),
+            "labels_p10": float(np.percentile(stop_labels, 10, method="inverted_cdf")),  # a seed's own value
+            "labels_p90": float(np.percentile(stop_labels, 90, method="inverted_cdf")), "max_labels": float(labels[-1]),
             "at_stop": float(np.mean(at_stop)), "plateau": plateau, "loss": plateau - float(np.mean(at_stop)),
             "target": target if has_target else math.nan, "stopped_short": short if has_target else None}
 
@@ -358,8 +359,8 @@ def markdown(report: Report, title: str, figure_names: list[str]) -> str:
                          f"{r['wins']} / {r['losses']} | {diff} | {r['wilcoxon_p']:.3g} | {r['holm_p']:.3g} |")
     if report.stopping.height:
         lines += ["", "## Stopping rules", "", "What each rule would have spent and lost had it ended the run: "
-                  "labels at stop (median over seeds, with the 10th–90th percentile of the seeds in brackets; a "
-                  "seed whose rule never fired stops at its last label count), the rule's seeds that fired, the "
+                  "labels at stop (median over seeds; in brackets the 10th and 90th percentile seeds' own values; "
+                  "a seed whose rule never fired stops at its last label count), the rule's seeds that fired, the "
                   f"mean {s.metric} at stop, the loss against the condition's plateau (the mean of its mean curve "
                   f"over its last {s.points} label counts; negative: above it), and the seeds that stopped before "
                   "their own curve reached the target (a seed that never reaches it counts).", "",

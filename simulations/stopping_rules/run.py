@@ -5,8 +5,9 @@
 
 Three pools (the synthetic 5%-positive pool, clickbait subsampled to 5% positives, the Cohen drug-review
 abstracts), each swept over random, margin and boundary_pairs x 10 seeds with every stopping rule logged
-(`stopping=all`, nothing enforced, the default budget of 220 labels). Then `alexp report` per pool, and
-RESULTS.md beside this file with each pool's stopping table. Runs go to the store in $MLFLOW_TRACKING_URI
+(`stopping=all`, nothing enforced; 20 + 30 x 20 = 620 labels, so that the rules have room to fire before the
+budget ends; `label_budget` stops at 200). Then `alexp report` per pool, and RESULTS.md beside this file with
+each pool's stopping table (the whole reports in ./reports/). Runs go to the store in $MLFLOW_TRACKING_URI
 (default sqlite:///mlflow.db here), one experiment per pool (`stopping-<pool>`); finished runs are not rerun.
 """
 
@@ -25,6 +26,7 @@ POOLS = {
     "cohen": ["data=cohen_reviews", "features=tfidf"],
 }
 STRATEGIES = "random,margin,boundary_pairs"
+BUDGET = ["budget.rounds=30"]  # 20 + 30 x 20 = 620 labels: room for the rules to fire before the budget ends
 
 
 def alexp(*args: str) -> str:
@@ -43,23 +45,23 @@ def main() -> None:
     for pool in args.only:
         experiment = f"stopping-{pool}"
         started = time.perf_counter()
-        alexp("-m", f"acquisition={STRATEGIES}", f"seed=range(0,{args.seeds})", "stopping=all",
+        alexp("-m", f"acquisition={STRATEGIES}", f"seed=range(0,{args.seeds})", "stopping=all", *BUDGET,
               f"tracking.experiment_name={experiment}", *POOLS[pool])
         swept = time.perf_counter() - started
-        out = HERE / "reports" / pool
+        out = Path("reports") / experiment  # in the working folder, beside its store
         alexp("report", "--experiment", experiment, "--out", str(out), "--no-log")
         text = (out / "report.md").read_text()
         table = text[text.index("## Stopping rules"):text.index("## Figures")].replace("## Stopping rules", "").strip()
         sections.append(f"## {pool}\n\n`alexp -m acquisition={STRATEGIES} seed=range(0,{args.seeds}) stopping=all "
-                        f"{' '.join(POOLS[pool])}` ({swept / 60:.0f} min here; 0 when its runs were logged "
-                        f"before)\n\n{table}\n")
+                        f"{' '.join(BUDGET + POOLS[pool])}`\n\n{table}\n")
         print(f"{pool}: swept in {swept:.0f} s, report in {out}", flush=True)
     (HERE / "RESULTS.md").write_text(
         "# Stopping rules against the truth\n\nWritten by `python simulations/stopping_rules/run.py`. Each table: "
-        "per condition and rule, the labels at stop (median over seeds [10th–90th percentile]; a seed whose rule "
-        "never fired counts at its last label count), the seeds in which the rule fired, kappa at stop, the loss "
-        "against the condition's plateau (mean of its mean curve over its last 3 label counts), and the seeds "
-        "that stopped before their own curve reached the target (95% of random's plateau).\n\n"
+        "per condition and rule, the labels at stop (median over seeds [the 10th and 90th percentile seeds' own "
+        "values]; a seed whose rule never fired counts at its last label count), the seeds in which the rule "
+        "fired, kappa at stop, the loss against the condition's plateau (mean of its mean curve over its last 3 "
+        "label counts), and the seeds that stopped before their own curve reached the target (95% of random's "
+        "plateau).\n\n"
         + "\n".join(sections))
     print(f"wrote {HERE / 'RESULTS.md'}")
 
