@@ -72,6 +72,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not 0 < args.target_fraction <= 1:
         p.error(f"--target-fraction must be in (0, 1], got {args.target_fraction}")
+    if args.stop_loss < 0:
+        p.error(f"--stop-loss must be >= 0, got {args.stop_loss}")
     if args.plateau_points < 1:
         p.error(f"--plateau-points must be at least 1, got {args.plateau_points}")
     return args
