@@ -175,7 +175,8 @@ def test_alexp_logs_every_rule_and_enforce_ends_the_run_where_the_first_rule_fir
     from test_cli import alexp, runs
 
     (tmp_path / "a").mkdir()
-    alexp("budget=small", "stopping=all", cwd=tmp_path / "a")
+    budget = ["budget=small", "stopping=all", "stopping.rules.label_budget.labels=30"]  # something fires by 30
+    alexp(*budget, cwd=tmp_path / "a")
     client, _, (run,) = runs(tmp_path / "a")
     names = list(all_rules().rules)
     assert {f"stop_{n}" for n in names} | {f"stop_{n}_value" for n in names} <= set(run.data.metrics)
@@ -183,8 +184,9 @@ def test_alexp_logs_every_rule_and_enforce_ends_the_run_where_the_first_rule_fir
     fired = {n: [m.step for m in client.get_metric_history(run.info.run_id, f"stop_{n}") if m.value == 1.0]
              for n in names}
     first = min(min(steps) for steps in fired.values() if steps)
+    assert first <= 30 and 30 in fired["label_budget"]
     (tmp_path / "b").mkdir()
-    out = alexp("budget=small", "stopping=all", "stopping.enforce=true", cwd=tmp_path / "b").stdout
+    out = alexp(*budget, "stopping.enforce=true", cwd=tmp_path / "b").stdout
     client, _, (run,) = runs(tmp_path / "b")
     assert [m.step for m in client.get_metric_history(run.info.run_id, "kappa")][-1] == first
     rule = re.search(r"stopped by the rule (\w+) at (\d+) labels", out)
