@@ -8,11 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from alexp import AlexpError
+from alexp import AlexpError, plural
 
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _is_count(value) -> bool:
@@ -94,7 +91,7 @@ class Budget:
         else:
             text = f"{self.initial} labels" if self.initial else f"a first batch of {self.batch_size} from the scout"
             if self.rounds != 0:
-                text += f", then {_plural(self.rounds, 'round') if self.rounds else 'rounds'} of {self.batch_size}"
+                text += f", then {plural(self.rounds, 'round') if self.rounds else 'rounds'} of {self.batch_size}"
         planned = self.planned()
         if planned is not None and not text.startswith(f"{planned} labels") and (self.schedule is None
                                                                                    or self.max_labels is not None):

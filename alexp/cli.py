@@ -25,7 +25,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from alexp import AlexpError
+from alexp import AlexpError, plural
 from alexp.errors import UserError, user_error
 
 log = logging.getLogger("alexp")
@@ -98,7 +98,7 @@ class InitTrackingStore(Callback):
         from alexp import sweep
 
         board = sweep.Board(config.hydra.sweep.dir)
-        print(f"sweep done: {_plural(board.done(), 'job')} in {config.hydra.sweep.dir}", flush=True)
+        print(f"sweep done: {plural(board.done(), 'job')} in {config.hydra.sweep.dir}", flush=True)
         print(next_steps(config.tracking.uri, config.tracking.experiment_name, config.hydra.sweep.dir), flush=True)
 
 
@@ -203,7 +203,7 @@ def _run(cfg: DictConfig) -> Outcome:
         state = LoopState.load(checkpoint) if checkpoint.is_file() else None
         if state is not None:
             rounds = parts.budget.rounds
-            log.info("resuming from %s: %s so far, in round %d%s", checkpoint, _plural(state.n_labeled, "label"),
+            log.info("resuming from %s: %s so far, in round %d%s", checkpoint, plural(state.n_labeled, "label"),
                      state.round + 2, f" of {rounds + 1}" if rounds is not None else "")
         run_id = state.run_id if state is not None else (found.run_id if found is not None else None)
         tags = {"alexp.run_key": key, "alexp.threads": str(threads),
@@ -221,7 +221,7 @@ def _run(cfg: DictConfig) -> Outcome:
             if not state.finished:
                 tracker.pause()
                 return Outcome(tracker.run_id, parts.run_name, message=(
-                    f"alexp: waiting for {_plural(state.pending.size, 'label')}: "
+                    f"alexp: waiting for {plural(state.pending.size, 'label')}: "
                     f"{secrets.redact(parts.oracle.where())}; then run the same command again"))
             parts.oracle.finish()
             _log_final_state(tracker, state, parts.pool_ids)
@@ -229,9 +229,6 @@ def _run(cfg: DictConfig) -> Outcome:
         checkpoint.unlink(missing_ok=True)
     return Outcome(tracker.run_id, parts.run_name, history=state.history, stopped_by=state.stopped_by)
 
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _finished_line(found) -> str:

@@ -106,38 +106,38 @@ class KappaAverage(Rule):
         return change < 1 - self.threshold, change
 
 
+class _UnlabeledEntropy(Rule):
+    """Stop once `summary` (mean or max) of the normalized entropy of the current model's predictions on the
+    unlabeled stop-set rows falls below `threshold`."""
+
+    threshold: float
+    summary = staticmethod(np.mean)
+
+    def __post_init__(self):
+        self.threshold = _threshold(self.threshold, "threshold")
+
+    def check(self, predictions, proba, unlabeled, n_labels):
+        if not unlabeled.any():
+            return False, float("nan")
+        value = float(self.summary(normalized_entropy(proba[unlabeled])))
+        return value < self.threshold, value
+
+
 @dataclass
-class OverallUncertainty(Rule):
+class OverallUncertainty(_UnlabeledEntropy):
     """Zhu, Wang & Hovy (2008): stop once the mean normalized entropy of the current model's predictions on the
     unlabeled stop-set rows falls below `threshold`."""
 
     threshold: float = 0.05
 
-    def __post_init__(self):
-        self.threshold = _threshold(self.threshold, "threshold")
-
-    def check(self, predictions, proba, unlabeled, n_labels):
-        if not unlabeled.any():
-            return False, float("nan")
-        mean = float(normalized_entropy(proba[unlabeled]).mean())
-        return mean < self.threshold, mean
-
 
 @dataclass
-class MaxUncertainty(Rule):
+class MaxUncertainty(_UnlabeledEntropy):
     """Zhu, Wang & Hovy (2008), max-confidence: stop once even the most uncertain unlabeled stop-set row (what
     uncertainty sampling would ask next) has a normalized entropy below `threshold`."""
 
     threshold: float = 0.2
-
-    def __post_init__(self):
-        self.threshold = _threshold(self.threshold, "threshold")
-
-    def check(self, predictions, proba, unlabeled, n_labels):
-        if not unlabeled.any():
-            return False, float("nan")
-        worst = float(normalized_entropy(proba[unlabeled]).max())
-        return worst < self.threshold, worst
+    summary = staticmethod(np.max)
 
 
 @dataclass

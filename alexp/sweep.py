@@ -60,7 +60,10 @@ class Board:
         of = f"/{total.read_text()}" if total.is_file() else ""
         running = self.running()
         line = f"[{self.done()}{of}] {text}" + (f" ({running} running)" if running else "")
-        os.write(sys.stdout.fileno(), (line + "\n").encode()) if _is_real(sys.stdout) else print(line, flush=True)
+        if _is_real(sys.stdout):
+            os.write(sys.stdout.fileno(), (line + "\n").encode())
+        else:
+            print(line, flush=True)
 
     def failed(self, job: int) -> None:
         (self.folder / f"{job}.running").unlink(missing_ok=True)

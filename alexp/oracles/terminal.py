@@ -10,7 +10,7 @@ from typing import TextIO
 import numpy as np
 from numpy.typing import NDArray
 
-from alexp import AlexpError
+from alexp import AlexpError, plural
 from alexp.oracles.base import Oracle
 
 
@@ -49,7 +49,7 @@ class Terminal(Oracle):
 
     def tell(self, round_: int, rounds: int | None, labeled: int) -> None:
         self._where = f"round {round_ + 1}" + (f" of {rounds + 1}" if rounds is not None else "") + \
-            f", {_plural(labeled, 'label')} so far"
+            f", {plural(labeled, 'label')} so far"
 
     def request(self, ids: NDArray[np.intp]) -> None:
         self._pending = np.asarray(ids)
@@ -60,7 +60,7 @@ class Terminal(Oracle):
         with _single_keys(self.stdin or sys.stdin):
             answers = self._ask(queue, out)
         left = len(queue) - len(answers)
-        print(f"{_plural(len(answers), 'label')} given" + (f", {left} left" if left else ""), file=out)
+        print(f"{plural(len(answers), 'label')} given" + (f", {left} left" if left else ""), file=out)
         return answers or None
 
     def _ask(self, queue: list[int], out) -> dict[int, int]:
@@ -115,9 +115,6 @@ class Terminal(Oracle):
         line = stream.readline()
         return line.strip()[:1] if line else None
 
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 @contextmanager
