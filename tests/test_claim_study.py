@@ -55,3 +55,48 @@ def test_money_factor_divides_the_reduction_by_the_price_ratio():
     assert claim.money_text(row, 10) == "2.00" and claim.money_text(row, 40) == "0.50"
     assert claim.money_text({**row, "bound": "<"}, 40) == "< 0.50"
     assert claim.money_text({**row, "problem": "flat baseline"}, 10) == "–"
+
+
+def test_only_the_primary_arm_evaluates_the_stopping_rules():
+    arms = {a.name: a for a in claim.dataset_arms(STUDY, STUDY.datasets.davidson, "x", 19826, [0],
+                                                  list(STUDY.strategies), list(STUDY.budgets.curated))}
+    assert [n for n, a in arms.items() if "stopping=all" in a.overrides] == [STUDY.primary.condition]
+
+
+def test_a_rule_stops_each_seed_at_the_first_point_at_or_after_it_fired():
+    import polars as pl
+
+    # one condition, two seeds evaluated at 10, 20, 30 items (judgments = items here)
+    runs = pl.DataFrame({"condition": ["c"] * 6, "seed": [0, 0, 0, 1, 1, 1], "items": [10, 20, 30] * 2,
+                         "n_labels": [10, 20, 30] * 2, "value": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]})
+    stops = pl.DataFrame({"run_id": ["a", "b", "a", "b"], "condition": ["c"] * 4, "seed": [0, 1, 0, 1],
+                          "rule": ["r", "r", "q", "q"], "stop_at": [20, None, 10, 15]},
+                         schema=claim.report.runs.STOPS_SCHEMA)
+    assert claim.stop_points(runs, stops, "c", "r") == {0: (20, 0.2), 1: (30, 0.6)}  # seed 1 never fired: the end
+    assert claim.stop_points(runs, stops, "c", "q") == {0: (10, 0.1), 1: (20, 0.5)}  # 15 -> the next point, 20
+
+
+def test_a_rerun_replaces_runs_logged_with_other_config_groups(tmp_path):
+    from alexp import tracking
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracking.init_store(uri, "claim-x")
+    client = tracking.client(uri)
+    exp = client.get_experiment_by_name("claim-x").experiment_id
+    picks = {"arm": "expert-boundary_pairs", "data": "synthetic", "acquisition": "boundary_pairs"}
+    old, new, other = ({**picks, "seed": "0"}, {**picks, "stopping": "all", "seed": "1"},
+                       {**picks, "arm": "expert-margin", "acquisition": "margin", "seed": "0"})
+    ids = []
+    for params in (old, new, other):
+        run = client.create_run(exp)
+        for k, v in params.items():
+            client.log_param(run.info.run_id, k, v)
+        client.set_terminated(run.info.run_id)
+        ids.append(run.info.run_id)
+    arm = claim.Arm("claim-x", "expert-boundary_pairs", ["data=synthetic", "acquisition=boundary_pairs",
+                                                         "budget.initial=120", "stopping=all"], [0, 1, 2], 1.0)
+    assert claim.group_choices(arm.overrides) == {"data": "synthetic", "acquisition": "boundary_pairs",
+                                                  "stopping": "all"}
+    assert claim.arm_done(client, arm) == ([0, 2], [ids[0]])  # seed 0's run has no stopping: stale, to be rerun
+    arm.overrides.remove("stopping=all")  # without the group, both runs are current
+    assert claim.arm_done(client, arm) == ([2], [])

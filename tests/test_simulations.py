@@ -28,6 +28,14 @@ def test_the_quick_claim_study_writes_results_with_every_section(tmp_path):
     assert {"expert-random", "crowd-random", "crowd3-random", "crowd-boundary_pairs"} <= names
     assert all("–" not in row.split(" | ")[1:7] for row in table)
     assert (tmp_path / "out" / "claim-synthetic-quick-kappa_vs_labels.png").is_file()
+    # the primary arm logged every stopping rule: what each would have spent, in the summary and the section
+    summary = text[text.index("What each stopping rule would have spent"):].split("\n\n")[1].splitlines()
+    assert [row.split(" | ")[0].strip("| ") for row in summary[2:]] == [
+        "classification_change", "kappa_average", "label_budget", "max_uncertainty", "overall_uncertainty",
+        "stabilizing_predictions", "(whole budget)"]
+    assert "| label_budget | 216 (fired 3/3): " in text  # 200 labels -> the round that ends at 216
+    table = text[text.index("**Stopping rules on the primary comparison.**"):].split("\n\n")[1].splitlines()
+    assert len(table) == 2 + 6 and table[0].startswith("| rule | judgments at stop |")
     # A second run skips the logged arms and rebuilds the same tables.
     again = subprocess.run(run, cwd=tmp_path, env=env, check=True, capture_output=True, text=True, timeout=900)
     assert again.stdout.count("already logged, skipped") == 7

@@ -14,6 +14,7 @@ each (`--parallel`); every arm is one `alexp -m` sweep over its seeds.
 from __future__ import annotations
 
 import argparse
+from importlib import resources
 import math
 import os
 import platform
@@ -87,6 +88,8 @@ def dataset_arms(study, spec, experiment: str, pool: int, seeds: list[int], stra
     out["crowd-random"] = ["acquisition=random", *o.crowd, schedule(crowd_points(points, study, last))]
     votes = sorted({p // k for p in crowd_points(points, study, min(spec.max_labels, k * pool))})
     out[f"crowd{k}-random"] = ["acquisition=random", *o.crowd_votes, schedule(votes)]
+    if study.primary.condition in out:  # every stopping rule evaluated each round, logged (the picks are unchanged)
+        out[study.primary.condition] += list(study.primary.get("stopping", []))
     weight = {"crowd-random": last / 50, f"crowd{k}-random": last / 50}
     return [Arm(experiment, name, [*spec.data, *study.common, *ov], seeds, weight.get(name, 10) * pool ** 0.5)
             for name, ov in out.items() if only is None or name in only]
@@ -104,20 +107,36 @@ def quality_arms(study, spec, experiment: str, pool: int, seeds: list[int], budg
     return out
 
 
-def arm_done(client, arm: Arm) -> list[int]:
-    """The arm's seeds that have no finished run yet."""
+def group_choices(overrides: list[str]) -> dict[str, str]:
+    """The config groups an arm picks (`acquisition=margin`, `stopping=all`), as its runs log them as params."""
+    groups = {p.name for p in resources.files("alexp.conf").iterdir() if p.is_dir() and p.name != "__pycache__"}
+    return dict(o.split("=", 1) for o in overrides if o.split("=", 1)[0] in groups)
+
+
+def arm_done(client, arm: Arm) -> tuple[list[int], list[str]]:
+    """The arm's seeds that have no finished run yet, and its stale runs: finished runs of the arm logged with
+    other config groups than it now picks (study.yaml changed since), to be replaced."""
     exp = client.get_experiment_by_name(arm.experiment)
     if exp is None:
-        return list(arm.seeds)
+        return list(arm.seeds), []
     runs = client.search_runs([exp.experiment_id], f"params.arm = '{arm.name}' and attributes.status = 'FINISHED'",
                               max_results=10_000)
-    finished = {int(r.data.params["seed"]) for r in runs}
-    return [s for s in arm.seeds if s not in finished]
+    picks = group_choices(arm.overrides)
+    current = {r.info.run_id: r for r in runs if all(r.data.params.get(k) == v for k, v in picks.items())}
+    finished = {int(r.data.params["seed"]) for r in current.values()}
+    stale = [r.info.run_id for r in runs if r.info.run_id not in current]
+    return [s for s in arm.seeds if s not in finished], stale
 
 
 def run_arm(arm: Arm, uri: str) -> float:
-    """Run the arm's missing seeds (one `alexp -m` sweep, jobs one by one); returns its wall seconds."""
-    missing = arm_done(tracking.client(uri), arm)
+    """Run the arm's missing seeds (one `alexp -m` sweep, jobs one by one); returns its wall seconds. Stale runs
+    are deleted first (MLflow keeps them restorable: `mlflow gc` is what removes them for good)."""
+    client = tracking.client(uri)
+    missing, stale = arm_done(client, arm)
+    for run_id in stale:
+        client.delete_run(run_id)
+    if stale:
+        print(f"  {arm.experiment} {arm.name}: {len(stale)} runs of an earlier configuration deleted", flush=True)
     if not missing:
         print(f"  {arm.experiment} {arm.name}: already logged, skipped", flush=True)
         return 0.0
@@ -218,6 +237,71 @@ def verdict_of(p: dict, margin: float) -> str:
     return "cannot tell at this pool size"
 
 
+def stop_points(runs: pl.DataFrame, stops: pl.DataFrame, condition: str, rule: str) -> dict[int, tuple[int, float]]:
+    """seed -> (judgments, kappa) where the rule first fired: the first evaluated point at or after the label count
+    it fired at, or the seed's last point when it never fired (it would have spent the whole budget)."""
+    fired = {r["seed"]: r["stop_at"] for r in stops.filter(pl.col("condition") == condition,
+                                                          pl.col("rule") == rule).iter_rows(named=True)}
+    out = {}
+    for (seed,), g in runs.filter(pl.col("condition") == condition).sort("items").group_by("seed"):
+        after = g.filter(pl.col("items") >= fired[seed]) if fired.get(seed) is not None else g.clear()
+        row = after.row(0, named=True) if after.height else g.row(-1, named=True)
+        out[seed] = (int(row["n_labels"]), float(row["value"]))
+    return dict(sorted(out.items()))
+
+
+def stopping_rows(study, uri: str, runs: pl.DataFrame, base: dict[int, float], end: int) -> list[dict]:
+    """What each stopping rule would have spent on the primary comparison: per rule, the judgments at its stop
+    (median over seeds, 10th and 90th percentile seeds' own values), the seeds it fired in, kappa there, its change
+    against the whole budget and its paired difference from the crowd's plateau, with the verdict at the stop."""
+    pc, margin = study.primary.condition, study.primary.margin
+    stops = report.load_stops(uri, runs.filter(pl.col("condition") == pc))
+    full = at(runs, pc, end)
+    rows = []
+    for rule in sorted(stops["rule"].unique()):
+        points = stop_points(runs, stops, pc, rule)
+        spent = np.array([n for n, _ in points.values()])
+        kappa = {seed: v for seed, (_, v) in points.items()}
+        diff = paired_row(kappa, base)
+        rows.append({"rule": rule, "seeds": len(points),
+                     "fired": int(stops.filter(pl.col("rule") == rule)["stop_at"].is_not_null().sum()),
+                     "median": float(np.median(spent)),
+                     "p10": int(np.percentile(spent, 10, method="inverted_cdf")),
+                     "p90": int(np.percentile(spent, 90, method="inverted_cdf")),
+                     "kappa": mean_ci(kappa.values()), "change": paired_row(kappa, full), "diff": diff,
+                     "verdict": verdict_of(diff, margin)})
+    return rows
+
+
+def stopping_lines(study, rows: list[dict], end: int, verdict: str) -> list[str]:
+    """The stopping table of the primary condition, and the rule that stops earliest within the margin."""
+    margin = study.primary.margin
+    safe = sorted((r for r in rows if r["fired"] * 2 >= r["seeds"] and r["change"]["mean_diff"] >= -margin),
+                  key=lambda r: (r["median"], -r["change"]["mean_diff"]))
+    if safe:
+        r = safe[0]
+        best = (f"Of the rules that fired in at least half the seeds and stayed within {margin} kappa of the whole "
+                f"budget, **{r['rule']}** stops earliest: median {r['median']:.0f} of {end} judgments (fired in "
+                f"{r['fired']} of {r['seeds']} seeds); the verdict there is **{r['verdict']}** ({verdict} at the "
+                "whole budget).")
+    else:
+        best = (f"No rule fired in at least half the seeds within {margin} kappa of the whole budget: the whole "
+                "budget is the safe choice here.")
+    lines = [f"**Stopping rules on the primary comparison.** Each rule is evaluated every round of `"
+             f"{study.primary.condition}`'s runs (it does not end them): judgments at its stop (median over seeds; "
+             "in brackets the 10th and 90th percentile seeds' own values; a seed where it never fired stops at the "
+             f"whole budget), kappa there, its change against the whole budget ({end}), and the primary comparison "
+             "at the stop (paired by seed against the crowd's plateau) with its verdict. " + best, "",
+             "| rule | judgments at stop | fired | kappa at stop | change against the whole budget | "
+             "difference from the crowd plateau | verdict at stop |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        c, d = r["change"], r["diff"]
+        lines.append(f"| {r['rule']} | {r['median']:.0f} [{r['p10']}–{r['p90']}] | {r['fired']} / {r['seeds']} | "
+                     f"{r['kappa']} | {tables.interval(c['mean_diff'], c['diff_low'], c['diff_high'])} | "
+                     f"{tables.interval(d['mean_diff'], d['diff_low'], d['diff_high'])} | {r['verdict']} |")
+    return [*lines, ""]
+
+
 @dataclass
 class Section:
     experiment: str
@@ -251,6 +335,9 @@ def section(study, uri: str, experiment: str, title: str, about: str, info: dict
                   f"{primary['seeds']} seeds ({primary['wins']} wins, {primary['losses']} losses; Wilcoxon p "
                   f"{primary['wilcoxon_p']:.3g}). {primary['cond_mean']} against {primary['base_mean']}: "
                   f"**{primary['verdict']}** (margin {margin}).", ""]
+        primary["stopping"] = stopping_rows(study, uri, runs, base, end)
+        if primary["stopping"]:
+            lines += stopping_lines(study, primary["stopping"], end, primary["verdict"])
     finals = {c: at(runs, c, end) for c in conditions}
     if primary_only:
         if primary is not None:
@@ -514,6 +601,23 @@ def write_results(study, uri: str, sections: list[dict], command: str, meta: dic
             p = sec.primary
             verdict.append(f"| {s['title']} | {p['verdict']} | "
                            f"{tables.interval(p['mean_diff'], p['diff_low'], p['diff_high'])} | {p['seeds']} |")
+    stopped = [(s, sec) for s, sec in built if sec.primary and sec.primary.get("stopping")]
+    if stopped:
+        rules = sorted({r["rule"] for _, sec in stopped for r in sec.primary["stopping"]})
+        verdict += ["", "What each stopping rule would have spent on the primary comparison: median judgments at "
+                    "its stop over seeds, the seeds it fired in, and the verdict there (paired against the crowd's "
+                    "plateau, same margin); a seed where it never fired spends the whole budget (last row). Each "
+                    "dataset's section has the full table.", "",
+                    "| rule | " + " | ".join(s["title"] for s, _ in stopped) + " |", "|---|" + "---|" * len(stopped)]
+        for rule in rules:
+            cells = []
+            for _, sec in stopped:
+                r = next((r for r in sec.primary["stopping"] if r["rule"] == rule), None)
+                cells.append("–" if r is None else "never fired" if not r["fired"] else
+                             f"{r['median']:.0f} (fired {r['fired']}/{r['seeds']}): {r['verdict']}")
+            verdict.append(f"| {rule} | " + " | ".join(cells) + " |")
+        verdict.append("| (whole budget) | " + " | ".join(f"{sec.primary['end']}: {sec.primary['verdict']}"
+                                                        for _, sec in stopped) + " |")
     end = curated_points(list(study.budgets.curated))[-1]
     quality = {s["dataset"]: sec.runs for s, sec in built
                if s["dataset"] in study.quality.datasets and not s.get("replicate")}
@@ -533,7 +637,8 @@ def write_results(study, uri: str, sections: list[dict], command: str, meta: dic
             "an active learner asks), `crowd` (one rater per item), "
             f"`crowd{study.votes}` ({study.votes} raters, majority).", "",
             f"- command: `{command}`",
-            f"- wall time: {meta['span'] / 60:.1f} min from the first run's start to the last run's end; the "
+            f"- wall time: {meta['span'] / 60:.1f} min during which runs were running (the union of their "
+            "intervals); the "
             f"invocations that ran arms and recorded it ({meta['invocations']}) took {meta['wall'] / 60:.1f} min, "
             f"peak memory {meta['peak_mb']:,.0f} MB (largest process)",
             f"- machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -596,16 +701,20 @@ def record_invocation(client, experiment: str, seconds: float) -> None:
 
 
 def runs_span(client, experiments: list[str]) -> float:
-    """Seconds from the first run's start to the last run's end over the study's experiments (NaN if none)."""
-    starts, ends = [], []
+    """Seconds during which at least one of the study's finished runs was running (the union of their intervals:
+    idle time between invocations, or before an arm rerun later, does not count; NaN if no run)."""
+    spans = []
     for name in experiments:
         exp = client.get_experiment_by_name(name)
         if exp is None:
             continue
         for r in client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'", max_results=50_000):
-            starts.append(r.info.start_time)
-            ends.append(r.info.end_time)
-    return (max(ends) - min(starts)) / 1000 if starts else math.nan
+            spans.append((r.info.start_time, r.info.end_time))
+    busy, end = 0, -math.inf
+    for start, stop in sorted(spans):
+        busy += max(0, stop - max(start, end))
+        end = max(end, stop)
+    return busy / 1000 if spans else math.nan
 
 
 def main(argv: list[str] | None = None) -> None:
