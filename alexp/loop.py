@@ -115,6 +115,7 @@ class Loop:
         n, share = self.X.shape[0], self.budget.eval_share
         self.held_out = (stream(self.seed, "eval").random(n) < share) if share else np.zeros(n, dtype=bool)
         self.stop_rows = self.stopping.stop_set(n, stream(self.seed, "stop")) if self.stopping is not None else None
+        models.prepare(self.model, self.X, self.X_test)  # a transformer tokenizes the run's texts once
 
     def run(self, state: LoopState | None = None) -> LoopState:
         """Run (or continue) until the budget or pool is spent, or a human oracle has not answered yet."""

@@ -73,6 +73,84 @@ def test_transformer_warm_start_continues_from_the_last_fit(tiny_transformer, te
     assert not np.allclose(fits["warm"][1], fits["cold"][1])  # then it trains on top of the last fit
 
 
+def naive_proba(model, tokenizer, texts, max_length, batch_size=7):
+    """The plain Hugging Face loop: input order, every batch padded to max_length, no cache."""
+    import torch
+
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(texts), batch_size):
+            batch = tokenizer(list(texts[i:i + batch_size]), padding="max_length", truncation=True,
+                              max_length=max_length, return_tensors="pt")
+            out.append(torch.softmax(model(**batch).logits, dim=1).numpy())
+    return np.concatenate(out)
+
+
+@pytest.fixture(scope="module")
+def ragged():
+    """Texts of 1 to 24 words (some longer than max_length=16 tokens), shuffled lengths."""
+    from conftest import WORDS
+
+    rng = np.random.default_rng(3)
+    return np.array([" ".join(rng.choice(WORDS, rng.integers(1, 25))) for _ in range(90)], dtype=object)
+
+
+def test_sorted_dynamically_padded_batches_score_like_the_naive_loop(tiny_transformer, texts, ragged):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    X, y = texts
+    m = TransformerClassifier(tiny_transformer, random_state=0, max_length=16, eval_batch_size=16,
+                              **FAST).fit(X[:60], y[:60])
+    assert "forward" in vars(m.model_.base_model.encoder.layer[-1])  # the last layer runs for token 0 only
+    plain = AutoModelForSequenceClassification.from_pretrained(tiny_transformer)  # every layer as transformers has it
+    plain.load_state_dict(m.model_.state_dict())
+    naive = naive_proba(plain, AutoTokenizer.from_pretrained(tiny_transformer), ragged, 16)
+    np.testing.assert_allclose(m.predict_proba(ragged), naive, atol=1e-5)
+    assert np.abs(naive[:, 1] - 0.5).max() > 0.1  # the check compares scores, not a constant
+
+
+def test_frozen_layers_score_like_the_whole_model_with_its_lower_layers_pretrained(tiny_transformer, texts, ragged):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    X, y = texts
+    m = TransformerClassifier(tiny_transformer, random_state=0, max_length=16, freeze_layers=1,
+                              **FAST).fit(X[:60], y[:60])
+    assert len(m.model_.base_model.encoder.layer) == 1  # only the top layer is trained and run
+    # the whole model: pretrained embeddings and layer 0, the fitted layer 1, pooler and head
+    whole = AutoModelForSequenceClassification.from_pretrained(tiny_transformer)
+    fitted = {k.replace("encoder.layer.0.", "encoder.layer.1."): v for k, v in m.model_.state_dict().items()}
+    missing, unexpected = whole.load_state_dict(fitted, strict=False)
+    assert not unexpected and all(".embeddings." in k or ".layer.0." in k for k in missing)
+    naive = naive_proba(whole, AutoTokenizer.from_pretrained(tiny_transformer), ragged, 16)
+    np.testing.assert_allclose(m.predict_proba(ragged), naive, atol=1e-5)
+    with pytest.raises(ValueError, match="freeze_layers=3 but the model has 2 layers"):
+        TransformerClassifier(tiny_transformer, freeze_layers=3).fit(X[:20], y[:20])
+    with pytest.raises(ValueError, match="freeze_layers must be a whole number"):
+        TransformerClassifier(tiny_transformer, freeze_layers=-1).fit(X[:20], y[:20])
+
+
+def test_a_resumed_run_with_cached_frozen_layers_ends_as_an_uninterrupted_one(tiny_transformer, texts, tmp_path):
+    from alexp.models import transformer
+
+    X, y = texts
+
+    def make():  # a fresh model object and an empty memory, as a new process would have
+        transformer._STORES.clear()
+        return TransformerClassifier(tiny_transformer, random_state=0, freeze_layers=1,
+                                     cache_dir=str(tmp_path / "cache"), **FAST)
+
+    whole = loop(X, y, make(), Budget(initial=10, batch_size=10, rounds=3)).run()
+    (cached,) = (tmp_path / "cache").glob("frozen-*.npy")  # the frozen layer's output, written by the first run
+    part = loop(X, y, make(), Budget(initial=10, batch_size=10, rounds=1), checkpoint=tmp_path / "s.npz").run()
+    part.finished = False
+    resumed = loop(X, y, make(), Budget(initial=10, batch_size=10, rounds=3)).run(part)
+    np.testing.assert_array_equal(resumed.labeled_in, whole.labeled_in)
+    assert [h["kappa"] for h in resumed.history] == [h["kappa"] for h in whole.history]
+    assert [h["kappa"] for h in whole.history][-1] > 0.3  # it learned: the comparison is not of constants
+    assert list((tmp_path / "cache").glob("frozen-*.npy")) == [cached]  # loaded, not written again
+
+
 def test_zero_shot_scores_by_cosine_to_the_class_descriptions():
     class Lookup:  # a fake sentence model: fixed vectors per text
         vectors = {"neutral news": [1.0, 0.0], "bait": [0.0, 1.0]}

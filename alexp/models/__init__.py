@@ -19,7 +19,16 @@ from alexp.models.zero_shot import ZeroShot
 from alexp.shards import is_disk
 
 __all__ = ["MLPHead", "TransformerClassifier", "TunedThreshold", "ZeroShot", "fit", "predict_proba", "sample_proba",
-           "predict", "proba_and_predict", "binary_logit", "linear_scores"]
+           "predict", "proba_and_predict", "binary_logit", "linear_scores", "prepare"]
+
+
+def prepare(model, *inputs) -> None:
+    """Show a model that reads raw texts (or one it wraps) every text of the run once, before the rounds:
+    `TransformerClassifier.prepare` tokenizes them and runs its frozen layers over them in one pass."""
+    inner = model.get_params(deep=True).values() if hasattr(model, "get_params") else []
+    for m in [model, *inner]:
+        if isinstance(m, TransformerClassifier):
+            m.prepare(np.concatenate([np.asarray(x, dtype=object) for x in inputs]))
 
 
 def fit(model, X, y: NDArray[np.int64], random_state: int):

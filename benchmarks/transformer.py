@@ -1,0 +1,249 @@
+"""Transformer round benchmark: one active-learning round with all-MiniLM-L6-v2 on this machine's cores.
+
+A round is: fine-tune on 400 labeled pool texts (3 epochs, batch 16, AdamW 5e-5), score the whole pool, score the
+gold test set. Two pools: Davidson tweets (19,826 pool, 4,957 test; short texts) and the Cohen drug-review
+abstracts (pooled; long texts, most cut at 128 tokens). Each round is run by
+
+    naive        a plain Hugging Face loop as its tutorials write it: texts padded to max_length (128), in input
+                 order, tokenized every batch, under torch.no_grad
+    small-text   small-text's TransformerBasedClassification (the peer; its own environment, see below), same
+                 model folder, epochs, batch size and learning rate
+    alexp        TransformerClassifier: tokenized once per run, batches sorted by token count and padded to their
+                 longest text, torch.inference_mode
+    alexp-freezeN  the same with the embeddings and lower N layers frozen: their output is computed once per run
+                 (`once` column: tokenizing, and the frozen layers over pool and test) and each round trains and
+                 runs only the 6 - N layers above
+
+Printed per pool: seconds for fit, pool, test and the round (naive and small-text score a random sample of
+--sample pool texts; their pool seconds are scaled to the whole pool); pool texts/s; the pool speed-up over
+naive; kappa of the test predictions against the gold labels with a 95% bootstrap interval over test rows (one seed: the
+interval is for the test sample, not for seeds). Agreement: naive's fitted model scored by alexp's batching
+(same weights, so identical predictions are expected: max |p - p'|, predictions that differ).
+
+    python benchmarks/transformer.py                                   # both pools (~25 min on 2 cores)
+    python benchmarks/transformer.py --pools davidson --skip naive     # a subset
+    python benchmarks/transformer.py --small-text-python /tmp/st/bin/python
+
+small-text 1.4.1 pins torchtext for its transformers extra, which would replace this torch with another build:
+install it without dependencies in a venv that sees this environment's packages:
+    python -m venv --system-site-packages /tmp/st && /tmp/st/bin/pip install --no-deps small-text==1.4.1 dill
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+LABELS = 400
+FIT = {"epochs": 3, "batch_size": 16, "learning_rate": 5e-5, "max_length": 128, "class_weight": "balanced"}
+POOLS = {"davidson": ["data=davidson_hate"], "cohen": ["data=cohen_reviews"]}
+
+
+def load(overrides: list[str]):
+    """(train texts, train labels, pool texts, test texts, test labels) of a pool, split as alexp splits it."""
+    from hydra import compose, initialize_config_module
+    from hydra.utils import instantiate
+
+    from alexp import data
+
+    with initialize_config_module(config_module="alexp.conf", version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    source = instantiate(cfg.data, _convert_="all")
+    table = source.load()
+    pool_rows, test_rows = data.split(table, source.test_size, 0)
+    texts = np.asarray(table.inputs, dtype=object)
+    train = np.random.default_rng(0).choice(pool_rows, LABELS, replace=False)
+    return texts[train], table.y[train], texts[pool_rows], texts[test_rows], table.y[test_rows]
+
+
+def kappa_text(y, proba) -> str:
+    from sklearn.metrics import cohen_kappa_score
+
+    pred = proba.argmax(axis=1)
+    rng = np.random.default_rng(0)
+    boot = [cohen_kappa_score(y[i], pred[i]) for i in (rng.integers(0, len(y), len(y)) for _ in range(200))]
+    return f"{cohen_kappa_score(y, pred):.3f} [{np.percentile(boot, 2.5):.3f}, {np.percentile(boot, 97.5):.3f}]"
+
+
+def naive(path: str, train, y, pool, test) -> dict:
+    """Fine-tune and score as a plain Hugging Face loop does: pad to max_length, input order, no cache."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+    weight = torch.tensor(len(y) / (2 * np.bincount(y, minlength=2)), dtype=torch.float32)  # balanced
+
+    def encode(texts):
+        return tok(list(texts), padding="max_length", truncation=True, max_length=FIT["max_length"],
+                   return_tensors="pt")
+
+    started = time.perf_counter()
+    opt = torch.optim.AdamW(model.parameters(), lr=FIT["learning_rate"], weight_decay=0.01)
+    steps = FIT["epochs"] * -(-len(train) // FIT["batch_size"])
+    schedule = get_linear_schedule_with_warmup(opt, int(0.1 * steps), steps)
+    model.train()
+    for _ in range(FIT["epochs"]):
+        order = torch.randperm(len(train)).numpy()
+        for i in range(0, len(order), FIT["batch_size"]):
+            rows = order[i:i + FIT["batch_size"]]
+            loss = torch.nn.functional.cross_entropy(model(**encode(train[rows])).logits,
+                                                     torch.from_numpy(y[rows].astype(np.int64)), weight=weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            schedule.step()
+    fit = time.perf_counter() - started
+    model.eval()
+
+    def score(texts):
+        with torch.no_grad():
+            return np.concatenate([torch.softmax(model(**encode(texts[i:i + 128])).logits, 1).numpy()
+                                   for i in range(0, len(texts), 128)])
+
+    out = {"fit": fit}
+    for name, texts in (("pool", pool), ("test", test)):
+        started = time.perf_counter()
+        out[f"{name}_proba"] = score(texts)
+        out[name] = time.perf_counter() - started
+    out["model"] = model
+    return out
+
+
+def alexp_round(path: str, train, y, pool, test, freeze: int, cache: str) -> dict:
+    from alexp.models import TransformerClassifier, transformer
+
+    transformer._STORES.clear()  # a new run: nothing tokenized yet
+    est = TransformerClassifier(path, freeze_layers=freeze, cache_dir=cache, random_state=0, device="cpu", **FIT)
+    started = time.perf_counter()
+    est.prepare(np.concatenate([pool, test]))
+    out = {"once": time.perf_counter() - started}
+    started = time.perf_counter()
+    est.fit(train, y)
+    out["fit"] = time.perf_counter() - started
+    for name, texts in (("pool", pool), ("test", test)):
+        started = time.perf_counter()
+        out[f"{name}_proba"] = est.predict_proba(texts)
+        out[name] = time.perf_counter() - started
+    return out
+
+
+def small_text(python: str, path: str, train, y, pool, test) -> dict:
+    """small-text's round, in its own interpreter (this file's --child mode); inputs and outputs via files."""
+    with tempfile.TemporaryDirectory() as tmp:
+        np.savez(Path(tmp) / "in.npz", train=train.astype(str), y=y, pool=pool.astype(str), test=test.astype(str))
+        subprocess.run([python, __file__, "--child", tmp, "--model", path], check=True)
+        out = json.loads((Path(tmp) / "out.json").read_text())
+        probas = np.load(Path(tmp) / "out.npz")
+        return {**out, "pool_proba": probas["pool"], "test_proba": probas["test"]}
+
+
+def child(folder: str, path: str) -> None:
+    import torch
+    from small_text import TransformerBasedClassification, TransformerModelArguments
+    from small_text.integrations.transformers.datasets import TransformersDataset
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(0)
+    d = np.load(Path(folder) / "in.npz")
+    tok = AutoTokenizer.from_pretrained(path)
+    labels = np.arange(2)
+
+    def dataset(texts, y=None):
+        return TransformersDataset.from_arrays(list(texts), np.zeros(len(texts), int) if y is None else y, tok,
+                                               target_labels=labels, max_length=FIT["max_length"])
+
+    clf = TransformerBasedClassification(TransformerModelArguments(path), num_classes=2, num_epochs=FIT["epochs"],
+                                         lr=FIT["learning_rate"], mini_batch_size=FIT["batch_size"],
+                                         class_weight=FIT["class_weight"], device="cpu")
+    out, probas = {}, {}
+    started = time.perf_counter()
+    clf.fit(dataset(d["train"], d["y"]))
+    out["fit"] = time.perf_counter() - started
+    for name in ("pool", "test"):
+        started = time.perf_counter()
+        probas[name] = clf.predict_proba(dataset(d[name]))
+        out[name] = time.perf_counter() - started
+    np.savez(Path(folder) / "out.npz", **probas)
+    (Path(folder) / "out.json").write_text(json.dumps(out))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pools", nargs="+", default=list(POOLS), choices=list(POOLS))
+    p.add_argument("--freeze", nargs="+", type=int, default=[4, 5], help="frozen layer counts to measure")
+    p.add_argument("--skip", nargs="*", default=[], choices=["naive", "small-text"])
+    p.add_argument("--small-text-python", default=os.environ.get("SMALL_TEXT_PYTHON"),
+                   help="the interpreter of an environment with small-text (see above); unset: not measured")
+    p.add_argument("--sample", type=int, default=4000, help="pool texts the baselines score (their pool time "
+                   "is scaled to the whole pool; default 4000)")
+    p.add_argument("--limit", type=int, help="score only the first N pool and test texts (a quick check)")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        return child(args.child, args.model)
+
+    import torch
+
+    from alexp.features import default_model_path
+    from alexp.models import TransformerClassifier
+
+    torch.set_num_threads(os.cpu_count())
+    path = default_model_path()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; model all-MiniLM-L6-v2; {LABELS} labels, {FIT}", flush=True)
+    for name in args.pools:
+        train, y, pool, test, y_test = load(POOLS[name])
+        if args.limit:
+            pool, test, y_test = pool[:args.limit], test[:args.limit], y_test[:args.limit]
+        print(f"\n{name}: pool {len(pool):,} texts, test {len(test):,}, labeled {len(train)} "
+              f"({int(y.sum())} positive)", flush=True)
+        rows = {}
+        # the baselines score a random sample of the pool; their pool seconds are scaled to the whole pool
+        sample = pool[np.sort(np.random.default_rng(1).choice(len(pool), min(args.sample, len(pool)), replace=False))]
+        if "naive" not in args.skip:
+            rows["naive"] = naive(path, train, y, sample, test)
+        if "small-text" not in args.skip and args.small_text_python:
+            rows["small-text"] = small_text(args.small_text_python, path, train, y, sample, test)
+        for r in rows.values():
+            r["pool"] *= len(pool) / len(sample)
+        with tempfile.TemporaryDirectory() as cache:
+            for freeze in [0, *args.freeze]:
+                rows["alexp" if not freeze else f"alexp-freeze{freeze}"] = alexp_round(path, train, y, pool, test,
+                                                                                      freeze, cache)
+        base = rows.get("naive", {}).get("pool")
+        print("| setting | once s | fit s | pool s | test s | round s | pool texts/s | pool vs naive | "
+              "kappa (test) |\n|---|---|---|---|---|---|---|---|---|")
+        for setting, r in rows.items():
+            round_s = r["fit"] + r["pool"] + r["test"]
+            speed = f"{base / r['pool']:.1f}x" if base else "–"
+            once = f"{r['once']:.1f}" if "once" in r else "–"
+            print(f"| {setting} | {once} | {r['fit']:.1f} | {r['pool']:.1f} | {r['test']:.1f} | {round_s:.1f} | "
+                  f"{len(pool) / r['pool']:,.0f} | {speed} | {kappa_text(y_test, r['test_proba'])} |", flush=True)
+        if "naive" in rows:  # the same weights through alexp's batching: the predictions must not change
+            est = TransformerClassifier(path, random_state=0, device="cpu", **FIT)
+            est.model_, est.classes_, est.device_ = rows["naive"]["model"], np.array([0, 1]), "cpu"
+            mine = est.predict_proba(sample)
+            ref = rows["naive"]["pool_proba"]
+            print(f"naive's model scored by alexp's batching: max |p - p'| {np.abs(mine - ref).max():.2e}, "
+                  f"{int((mine.argmax(1) != ref.argmax(1)).sum())} of {len(sample):,} predictions differ", flush=True)
+        if "small-text" in rows and "alexp" in rows:
+            st, al = rows["small-text"], rows["alexp"]
+            print(f"alexp round vs small-text: "
+                  f"{(st['fit'] + st['pool'] + st['test']) / (al['fit'] + al['pool'] + al['test']):.1f}x faster",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
