@@ -149,6 +149,8 @@ def test_a_resumed_run_with_cached_frozen_layers_ends_as_an_uninterrupted_one(ti
     assert [h["kappa"] for h in resumed.history] == [h["kappa"] for h in whole.history]
     assert [h["kappa"] for h in whole.history][-1] > 0.3  # it learned: the comparison is not of constants
     assert list((tmp_path / "cache").glob("frozen-*.npy")) == [cached]  # loaded, not written again
+    make().prepare(np.concatenate([X[250:], X[:250]]))  # another seed's split of the same texts: the same file
+    assert list((tmp_path / "cache").glob("frozen-*.npy")) == [cached]
 
 
 def test_zero_shot_scores_by_cosine_to_the_class_descriptions():

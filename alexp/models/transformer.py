@@ -45,7 +45,7 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
     with the pool and test texts) and only the layers above are trained and run each round. Needs a BERT-style
     encoder (`embeddings` + `encoder.layer`: BERT, MiniLM, RoBERTa, ELECTRA). The frozen layers see no dropout
     while training. With `cache_dir` set, their outputs are kept there (float32, memory-mapped, about
-    tokens x hidden size x 4 bytes: ~1.3 GB for 25k tweets with MiniLM), so a second run on the same texts,
+    tokens x hidden size x 4 bytes: ~1.1 GB for 25k tweets with MiniLM), so a second run on the same texts,
     or a resumed one, loads them.
 
     `sample_proba` draws MC-dropout samples (dropout layers on at inference; masks are per row).
@@ -193,12 +193,15 @@ class _Store:
     tokenizer: object = None
 
     def reset(self, texts: list[str], est: TransformerClassifier) -> None:
-        digest = _texts_hash(texts)
+        """Hold exactly the distinct `texts`, in sorted order: a run with another seed splits the same texts
+        into another pool and test set, and finds them here (or in `cache_dir`) as they are."""
+        distinct = sorted(set(texts))
+        digest = _texts_hash(distinct)
         if digest == self.texts_hash:
             return
         self.rows_of, self.ids, self.chunks, self.where = {}, [], [], []
         self.lengths = np.zeros(0, dtype=np.int64)
-        self._add(list(dict.fromkeys(texts)), est, cache=digest)
+        self._add(distinct, est, cache=digest)
         self.texts_hash = digest
 
     def rows(self, texts: list[str], est: TransformerClassifier) -> NDArray[np.intp]:
