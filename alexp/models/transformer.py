@@ -97,7 +97,7 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
             base = _encoder_parts(self.model_.base_model, self.freeze_layers)
             base.embeddings = _passthrough()  # the model starts from the cached output of the frozen layers
             base.encoder.layer = base.encoder.layer[self.freeze_layers:]
-        _first_token_last_layer(self.model_)
+        _first_token_last_layer(self.model_, embeds=bool(self.freeze_layers))
         self.model_.to(self.device_)
 
     def _path(self) -> str:
@@ -182,7 +182,6 @@ class _Store:
     output per row (`hidden[chunk][start:start + length]`). Shared by every clone with the same model folder,
     max_length and freeze_layers (the loop clones the model every round)."""
 
-    key: tuple
     rows_of: dict[str, int] = field(default_factory=dict)
     ids: list[NDArray[np.int64]] = field(default_factory=list)
     lengths: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -312,7 +311,7 @@ def _store(est: TransformerClassifier) -> _Store:
     if key not in _STORES:
         while len(_STORES) >= 2:
             _STORES.pop(next(iter(_STORES)))
-        _STORES[key] = _Store(key)
+        _STORES[key] = _Store()
     return _STORES[key]
 
 
@@ -352,7 +351,7 @@ def _passthrough():
     return Passthrough()
 
 
-def _first_token_last_layer(model) -> None:
+def _first_token_last_layer(model, embeds: bool) -> None:
     """Compute the last encoder layer for the first token only: a BERT-style classifier reads nothing else of it
     (the pooler and RoBERTa's head take token 0), so its other positions are wasted work (5/6 of that layer's
     cost for 30-token texts). Exact: attention of token 0 over every token, then its feed-forward. Kept only if a
@@ -383,7 +382,7 @@ def _first_token_last_layer(model) -> None:
 
     ids = torch.randint(5, model.config.vocab_size, (2, 7), generator=torch.Generator().manual_seed(0))
     batch = {"input_ids": ids, "attention_mask": torch.tensor([[1] * 7, [1] * 4 + [0] * 3])}
-    if type(model.base_model.embeddings).__name__ == "Passthrough":
+    if embeds:  # the model takes the frozen layers' output, not token ids
         batch = {"inputs_embeds": torch.randn(2, 7, model.config.hidden_size, generator=torch.Generator()
                                               .manual_seed(0)), "attention_mask": batch["attention_mask"]}
     training = model.training

@@ -14,7 +14,6 @@ each (`--parallel`); every arm is one `alexp -m` sweep over its seeds.
 from __future__ import annotations
 
 import argparse
-from importlib import resources
 import math
 import os
 import platform
@@ -24,6 +23,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
