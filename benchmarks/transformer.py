@@ -43,6 +43,7 @@ install it without dependencies in a venv that sees this environment's packages:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -252,6 +253,7 @@ def child(folder: str, path: str, seed: int) -> None:
 def seed_kappas(args, path: str, name: str) -> None:
     """Kappa of alexp and small-text over seeds: each seed draws its own 400 labels and sets the initial weights
     and batch order; both score the same test set (the pool is not scored: kappa does not need it)."""
+    from scipy import stats
     from sklearn.metrics import cohen_kappa_score
 
     texts, y_all, pool_rows, test_rows = load(POOLS[name])
@@ -272,8 +274,6 @@ def seed_kappas(args, path: str, name: str) -> None:
     for setting, k in kappas.items():
         print(f"| {setting} | {' | '.join(f'{v:.3f}' for v in k)} | {np.mean(k):.3f} | "
               f"[{min(k):.3f}, {max(k):.3f}] | {np.mean(seconds[setting]):.0f} |")
-    from scipy import stats
-
     diff = np.subtract(kappas["alexp"], kappas["small-text"])
     half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
     inside = min(kappas["small-text"]) <= np.mean(kappas["alexp"]) <= max(kappas["small-text"])
@@ -305,6 +305,10 @@ def main() -> None:
         return child(args.child, args.model, args.seed)
     if args.seeds is not None and (args.seeds < 2 or not args.small_text_python):
         p.error("--seeds needs at least 2 seeds and --small-text-python")
+    if args.seeds is not None and (args.onnx or args.limit):
+        p.error("--seeds compares kappa on the whole test set: drop --onnx and --limit (they time a round)")
+    if args.onnx and not all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnx")):
+        p.error("--onnx needs ONNX Runtime: pip install onnxruntime onnx")
 
     import torch
     from sklearn.metrics import cohen_kappa_score
