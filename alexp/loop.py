@@ -25,22 +25,9 @@ from alexp.atomic import atomic_path
 from alexp.budget import Budget
 from alexp.metrics import agreement, evaluate
 from alexp.oracles import Oracle
+from alexp.seeds import stream, stream_int
 
 log = logging.getLogger(__name__)
-
-# Independent random streams of one run seed. Appending a name never shifts the others.
-STREAMS = ("split", "initial", "acquisition", "oracle", "model", "eval", "stop")
-
-
-def stream(seed: int, name: str, *keys: int) -> np.random.Generator:
-    """The generator of stream `name` (one of STREAMS) of run `seed`, optionally keyed further (by round)."""
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(STREAMS.index(name), *keys)))
-
-
-def stream_int(seed: int, name: str) -> int:
-    """A 32-bit int seed from stream `name`, for APIs that take `random_state`."""
-    return int(np.random.SeedSequence(seed, spawn_key=(STREAMS.index(name),)).generate_state(1)[0])
-
 
 @dataclass
 class LoopState:

@@ -18,12 +18,9 @@ from urllib.parse import unquote
 from alexp import AlexpError, faults
 from alexp.errors import first_line
 from alexp.secrets import redact
-from alexp.ui import experiment_tags
+from alexp.mlflow_view import experiment_tags
 
 log = logging.getLogger(__name__)
-
-EXPERIMENT_TAGS = experiment_tags()  # a training experiment, kappa its primary metric, the saved chart view
-
 
 @contextmanager
 def locked(path: Path, wait_message: str | None = None) -> Iterator[None]:
@@ -152,15 +149,16 @@ def _init_store(uri: str, experiment_name: str) -> str:
                          "e.g. tracking.experiment_name=my-study")
     ensure_store(uri)
     client = _client(uri)
+    tags = experiment_tags()  # a training experiment, kappa its primary metric, the saved chart view
     exp = client.get_experiment_by_name(experiment_name)
     if exp is None:
         try:
-            return client.create_experiment(experiment_name, tags=EXPERIMENT_TAGS)
+            return client.create_experiment(experiment_name, tags=tags)
         except MlflowException:  # created meanwhile by another process
             exp = client.get_experiment_by_name(experiment_name)
             if exp is None:
                 raise
-    for key, value in EXPERIMENT_TAGS.items():
+    for key, value in tags.items():
         if exp.tags.get(key) != value:
             client.set_experiment_tag(exp.experiment_id, key, value)
     return exp.experiment_id

@@ -1,19 +1,10 @@
-"""`alexp ui`: the MLflow UI for this folder's store, on 127.0.0.1, opened on an experiment's kappa curves.
-
-MLflow 3 opens an experiment on its GenAI pages (traces, token usage) by default, even with the experiment tag
-`mlflow.experimentKind` set (checked in headless Chromium); the URL does it: `workflowType=machine_learning`
-opens the runs ("Model training"), `compareRunsMode=CHART` the chart view, and `viewStateShareKey=K` applies
-the view saved in the experiment tag `mlflow.sharedViewState.K` (what the UI's "Share" button writes): kappa
-first and the other curves in a useful order with the label count on the x axis, every run shown, and the
-runs table with kappa and the settings as columns. alexp writes that tag, and names kappa the experiment's
-primary metric, when it creates or uses an experiment.
+"""`alexp ui`: the MLflow UI for this folder's store, on 127.0.0.1, opened on an experiment's kappa curves
+(alexp.mlflow_view says how the page is chosen and what it shows).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import signal
 import socket
@@ -24,76 +15,7 @@ import time
 import urllib.request
 
 from alexp import AlexpError
-
-SHARE_KEY = "alexp-curves"
-# Charts in this order: the agreement with the truth first, then what the labels bought, then timings.
-CURVES = ("kappa", "average_precision", "f1", "positives_labeled", "oracle_kappa", "recall", "precision",
-          "accuracy", "cost", "pick_distance")
-TIMERS = ("fit_seconds", "select_seconds", "test_seconds")
-COLUMNS = ("metrics.kappa", "metrics.n_labels", "params.acquisition", "params.oracle", "params.seed",
-           "params.data", "params.features", "params.model", "params.budget")
-
-
-# One colour per strategy (the seeds of a strategy share it): random grey, the rest from matplotlib's tab10.
-COLORS = {"random": "#7f7f7f", "entropy": "#1f77b4", "margin": "#ff7f0e", "least_confidence": "#2ca02c",
-          "boundary_pairs": "#9467bd", "coreset": "#d62728", "badge": "#8c564b", "cluster_margin": "#e377c2",
-          "density_weighted": "#bcbd22", "class_balanced": "#17becf", "bald": "#393b79", "batchbald": "#637939",
-          "vote_entropy": "#8c6d31", "kl_disagreement": "#843c39"}
-
-
-def run_color(acquisition: str) -> str:
-    """The colour of a strategy's runs in MLflow's charts (tag mlflow.runColor); a strategy alexp does not ship
-    gets one of its palette by a stable hash of its name."""
-    if acquisition in COLORS:
-        return COLORS[acquisition]
-    palette = sorted(set(COLORS.values()))
-    return palette[int(hashlib.sha256(acquisition.encode()).hexdigest(), 16) % len(palette)]
-
-
-def _column(key: str) -> str:
-    kind, name = key.split(".", 1)
-    return f"{kind}.`{name}`"  # the UI's canonical column key
-
-
-def view_state() -> dict:
-    """The saved view: sections, charts (label count on the x axis), runs-table columns, every run shown."""
-    sections = {"Curves": "alexp-curves", "Timing": "alexp-timing"}
-
-    def chart(metric: str, section: str) -> dict:
-        return {"uuid": f"alexp-{metric}", "type": "LINE", "runsCountToCompare": 100, "metricSectionId": section,
-                "deleted": False, "isGenerated": True, "metricKey": metric, "displayName": metric,
-                "selectedMetricKeys": [metric], "lineSmoothness": 0, "xAxisScaleType": "linear",
-                "scaleType": "linear", "range": {}, "xAxisKey": "metric", "selectedXAxisMetricKey": "n_labels",
-                "yAxisKey": "metric", "yAxisExpressions": [], "ignoreOutliers": False, "useGlobalXaxisKey": False,
-                "useGlobalLineSmoothing": True}
-
-    return {
-        "compareRunCharts": [chart(m, sections["Curves"]) for m in CURVES]
-        + [chart(m, sections["Timing"]) for m in TIMERS],
-        "compareRunSections": [{"uuid": uuid, "name": name, "display": name == "Curves", "isReordered": True,
-                                "deleted": False, "isGenerated": False} for name, uuid in sections.items()],
-        "isAccordionReordered": True,
-        "selectedColumns": [_column(c) for c in COLUMNS],
-        "columnOrder": [_column(c) for c in COLUMNS],
-        "runsHiddenMode": "SHOW_ALL",
-        "hideEmptyCharts": True,
-        "useGroupedValuesInCharts": True,
-        "groupBy": None,
-        "globalLineChartConfig": {"xAxisKey": "metric", "lineSmoothness": 0, "selectedXAxisMetricKey": "n_labels"},
-    }
-
-
-def experiment_tags() -> dict[str, str]:
-    """Tags alexp sets on each experiment it logs to: a training experiment, kappa first, the saved view."""
-    return {"mlflow.experimentKind": "custom_model_development",
-            "mlflow.experiment.primaryMetric.name": "kappa",
-            f"mlflow.sharedViewState.{SHARE_KEY}": json.dumps(view_state(), separators=(",", ":"))}
-
-
-def url(base: str, experiment_id: str) -> str:
-    """The page of an experiment's runs in the chart view with alexp's saved view."""
-    return (f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
-            f"&compareRunsMode=CHART&viewStateShareKey={SHARE_KEY}")
+from alexp.mlflow_view import url
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
