@@ -60,18 +60,11 @@ FIT = {"epochs": 3, "batch_size": 16, "learning_rate": 5e-5, "max_length": 128, 
 POOLS = {"davidson": ["data=davidson_hate"], "cohen": ["data=cohen_reviews"]}
 
 
-def load(overrides: list[str]):
-    """(texts, labels, pool rows, test rows) of a pool, split as alexp splits it (split seed 0)."""
-    from hydra import compose, initialize_config_module
-    from hydra.utils import instantiate
+def load(overrides: list[str], seed: int = 0):
+    """(texts, labels, pool rows, test rows) of a pool, split as an alexp run of that seed splits it."""
+    from alexp import runner
 
-    from alexp import data
-
-    with initialize_config_module(config_module="alexp.conf", version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    source = instantiate(cfg.data, _convert_="all")
-    table = source.load()
-    pool_rows, test_rows = data.split(table, source.test_size, 0)
+    table, pool_rows, test_rows = runner.split(runner.compose([*overrides, f"seed={seed}"]))
     return np.asarray(table.inputs, dtype=object), np.asarray(table.y), pool_rows, test_rows
 
 

@@ -12,6 +12,7 @@ An item's difficulty is a number in [0, 1] (0: anyone gets it right, 1: a coin f
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from alexp import AlexpError
 from alexp.atomic import atomic_path
 from alexp.metrics import agreement
 from alexp.oracles.simulated import Simulated, _check_rate
+
+log = logging.getLogger(__name__)
 
 SOURCES = ("posterior", "votes", "reference", "column")
 _REFERENCE: dict[str, NDArray] = {}  # reference probabilities computed in this process, by content hash
@@ -137,7 +140,10 @@ def reference_proba(X, y: NDArray, cache_dir: str | Path | None = None, folds: i
     if key in _REFERENCE:
         return _REFERENCE[key]
     if file is not None and file.is_file():
+        log.debug("reference difficulty: read %s", file)
         return _REFERENCE.setdefault(key, np.load(file))
+    log.info("reference difficulty: %d-fold logistic regression over %d items%s", folds, len(y),
+             f", cached as {file}" if file is not None else "")
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 

@@ -152,28 +152,15 @@ def run_arm(arm: Arm, uri: str) -> float:
     return seconds
 
 
-def prepare(spec_data: list[str], study, warm_oracle: list[str]) -> dict:
-    """Load the data once, with every core: cache its features (sentence embeddings) and the expert oracle's
-    reference difficulties before parallel arms need them; returns the pool's size and positive share."""
-    from hydra import compose, initialize_config_module
-    from hydra.utils import get_object, instantiate
+def prepare(spec_data: list[str], study, warm_oracle: list[str], seeds: list[int]) -> dict:
+    """Build each seed's run once, with every core, before parallel arms need it: this caches the features
+    (sentence embeddings) and the expert oracle's reference difficulties of each seed's pool, exactly as the runs
+    read them (alexp.runner.build); returns the pool's size and positive share."""
+    from alexp import runner
 
-    from alexp import data
-    from alexp.features import featurize
-    from alexp.loop import stream
-    from alexp.oracles.base import accepted
-
-    with initialize_config_module(config_module="alexp.conf", version_base="1.3"):
-        cfg = compose("config", overrides=[*spec_data, *study.common, *warm_oracle, "threads=2"])
-    source, features = instantiate(cfg.data, _convert_="all"), instantiate(cfg.features, _convert_="all")
-    table = source.load()
-    pool_rows, test_rows = data.split(table, source.test_size, 0)
-    X_pool, _ = featurize(features, table, pool_rows, test_rows)
-    context = {"id": table.ids[pool_rows], **{name: col[pool_rows] for name, col in table.extra.items()}}
-    runtime = accepted(get_object(cfg.oracle._target_), truth=table.y[pool_rows], rng=stream(0, "oracle"),
-                       context=context, pool_features=X_pool)
-    instantiate(cfg.oracle, _convert_="all", **runtime)  # builds (and caches) the expert's reference difficulty
-    return {"pool": len(pool_rows), "test": len(test_rows), "positive_share": float(table.y.mean())}
+    for seed in seeds:
+        parts = runner.build(runner.compose([*spec_data, *study.common, *warm_oracle, f"seed={seed}"]))
+    return {"pool": parts.n_pool, "test": len(parts.test_rows), "positive_share": float(parts.table.y.mean())}
 
 
 # --- the analysis --------------------------------------------------------------------------------------------
@@ -530,7 +517,7 @@ def plan(study, args) -> tuple[list[Arm], list[dict]]:
             spec = OmegaConf.merge(spec, {"data": study.quick.data[name], "max_labels": study.quick.max_labels})
         budget = list(study.budgets[spec.budget])
         experiment = f"claim-{name}{suffix}"
-        info = prepare(list(spec.data), study, list(spec.oracles.expert)) if not args.report_only else {}
+        info = prepare(list(spec.data), study, list(spec.oracles.expert), seeds) if not args.report_only else {}
         sections.append({"experiment": experiment, "title": name, "about": spec.about, "budget": budget,
                          "spec_data": list(spec.data), "info": info, "dataset": name})
         arms += dataset_arms(study, spec, experiment, info.get("pool", 1), seeds, strategies, budget, only)
@@ -552,7 +539,8 @@ def plan(study, args) -> tuple[list[Arm], list[dict]]:
                 rep = OmegaConf.merge(spec, {"data": [*spec.data, f"data.select={{review:[{review}]}}"]})
                 rep_budget = list(study.budgets[study.replicates.budget])
                 rep_experiment = f"claim-{name}-{review}{suffix}"
-                rep_info = prepare(list(rep.data), study, list(rep.oracles.expert)) if not args.report_only else {}
+                rep_info = prepare(list(rep.data), study, list(rep.oracles.expert), seeds) \
+                    if not args.report_only else {}
                 sections.append({"experiment": rep_experiment, "title": f"{name}: {review} (replicate)",
                                  "about": f"One review of the pooled Cohen data: the primary comparison and the four "
                                           f"baselines, budget "
