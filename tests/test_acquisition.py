@@ -210,7 +210,7 @@ def test_max_candidates_scores_only_a_seeded_subsample(name, pool, fitted, fitte
     np.testing.assert_array_equal(a, strategy(Spy(), view, 10, np.random.default_rng(3)))
 
 
-@pytest.mark.parametrize("name", ["entropy", "bald", "batchbald", "coreset", "badge", "boundary_pairs"])
+@pytest.mark.parametrize("name", ["entropy", "bald", "coreset", "badge", "boundary_pairs"])
 def test_max_candidates_must_be_a_positive_count_at_construction(name):
     from alexp import AlexpError
     from alexp.acquisition import Bald, BatchBald, Badge, BoundaryPairs, Coreset, Entropy
@@ -219,6 +219,17 @@ def test_max_candidates_must_be_a_positive_count_at_construction(name):
            "boundary_pairs": BoundaryPairs}[name]
     with pytest.raises(AlexpError, match="max_candidates must be a positive number of rows or null"):
         cls(max_candidates=0)
+
+
+def test_batchbald_names_its_top_bald_prefilter_shortlist_not_max_candidates():
+    """max_candidates means a random subsample in every strategy that has it; BatchBALD's score pre-filter is
+    another thing and has its own name."""
+    from alexp import AlexpError
+    from alexp.acquisition import BatchBald
+
+    assert "max_candidates" not in BatchBald.__dataclass_fields__
+    with pytest.raises(AlexpError, match="shortlist must be a positive number of rows or null"):
+        BatchBald(shortlist=0)
 
 
 @pytest.mark.parametrize("name", ["coreset", "badge", "boundary_pairs", "entropy"])

@@ -66,23 +66,25 @@ class BatchBald:
     The joint entropy of the batch's labels is exact while the label configurations number at most
     `max_configs` (n_classes ** batch size), and estimated from `max_configs` configurations sampled from the
     joint afterwards (Kirsch et al.'s estimator). The greedy pick is within 1 - 1/e of the best batch
-    (the joint MI is submodular). For speed it scores the `max_candidates` rows of highest BALD only.
+    (the joint MI is submodular). For speed it searches only the `shortlist` rows of highest BALD (a pre-filter by
+    score, not the random subsample that `max_candidates` means elsewhere).
     """
 
     needs_samples: ClassVar[bool] = True
 
     n_samples: int = 20
     max_configs: int = 1024
-    max_candidates: int | None = 2048
+    shortlist: int | None = 2048  # the greedy search covers this many rows of highest BALD (None: every row)
     chunk_size: int = 16_384
 
     def __post_init__(self):
-        check_max_candidates(self.max_candidates)
+        if self.shortlist is not None and (not isinstance(self.shortlist, int) or self.shortlist < 1):
+            raise AlexpError(f"shortlist must be a positive number of rows or null (every row), got {self.shortlist!r}")
 
     def __call__(self, model, pool: PoolView, n: int, rng: np.random.Generator) -> NDArray[np.intp]:
         seed = int(rng.integers(2**31 - 1))
         pool_size = len(pool.unlabeled())
-        keep = pool_size if self.max_candidates is None else min(pool_size, max(self.max_candidates, n))
+        keep = pool_size if self.shortlist is None else min(pool_size, max(self.shortlist, n))
         rows = np.sort(select_top(lambda X: bald(_samples(model, X, self.n_samples, pool.n_classes, seed)), pool,
                                   keep, rng, self.chunk_size))
         if len(rows) == 0:
