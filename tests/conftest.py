@@ -1,16 +1,166 @@
-"""Shared fixtures: a tiny rare-positive pool and a seeded generator."""
+"""Shared fixtures: a tiny rare-positive pool, a seeded generator, and `alexp` run as a user runs it.
 
+`alexp` runs the command in-process (its own entry point, `alexp.cli.main`): a small run costs 0.5 s there and
+4.5 s as a process, whose imports are most of it. `alexp_process` runs a real process, for what only a process
+shows (a kill, a terminal, an installed wheel, a server, parallel sweep workers). Either gets an MLflow store
+copied from one made once per pytest run (0.1 s; a new sqlite store costs 7-9 s of migrations and fsync).
+
+Every test runs with one BLAS / torch thread (ALEXP_THREADS=1 for alexp runs) unless it sets its own.
+"""
+
+import io
 import os
+import shutil
+import subprocess
+import sys
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pytest
-from sklearn.datasets import make_classification
-from sklearn.linear_model import LogisticRegression
+# Before numpy, torch or a BLAS loads: one thread per test (and per alexp job these tests start).
+for _var in ("ALEXP_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from sklearn.datasets import make_classification  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
+STORE_TEMPLATE = "ALEXP_TEST_STORE"  # environment variable: the ready store each test's store is copied from
+
+
+@dataclass
+class Result:
+    """What `alexp ARGS` returned: exit code, standard output and standard error."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def ready_store(folder) -> str:
+    """The URI of `folder`/mlflow.db, copied from the store made once per pytest run unless it exists."""
+    db = Path(folder) / "mlflow.db"
+    if not db.exists() and os.environ.get(STORE_TEMPLATE):
+        shutil.copyfile(os.environ[STORE_TEMPLATE], db)
+    return f"sqlite:///{db}"
+
+
+def job_env(cwd) -> dict[str, str]:
+    """The environment of an alexp job run in `cwd`: its own MLflow store (a copy of the ready one) and
+    checkpoint folder."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": ready_store(cwd), "ALEXP_STATE_DIR": f"{cwd}/state",
+           "HYDRA_FULL_ERROR": "0"}
+    if "ALEXP_DATA_DIR" in env:  # relative to where pytest started, not to the job's temp folder
+        env["ALEXP_DATA_DIR"] = os.path.abspath(env["ALEXP_DATA_DIR"])
+    return env
+
+
+def alexp_process(*args, cwd, check=True, env=None) -> subprocess.CompletedProcess:
+    """`alexp ARGS` as a real process in `cwd` (with `env` added to its environment)."""
+    proc = subprocess.run([sys.executable, "-m", "alexp", *args], cwd=cwd, env={**job_env(cwd), **(env or {})},
+                          capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"alexp {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def alexp_in_process(*args, cwd, check=True) -> Result:
+    """`alexp ARGS` run in this process, in `cwd`, as the console script runs it; a bug raises here with its
+    traceback. The environment, working folder, argv and thread limits are restored afterwards. A sweep (-m) must
+    pick hydra/launcher=basic: joblib's workers are other processes (use alexp_process for those)."""
+    from alexp import cli
+
+    if "-m" in args and not any(a.startswith("hydra/launcher=") for a in args):
+        raise ValueError("an in-process sweep needs hydra/launcher=basic (or use alexp_process)")
+    saved = dict(os.environ), os.getcwd(), sys.argv, list(sys.path)
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    try:
+        os.environ.update(job_env(cwd))
+        os.chdir(cwd)
+        sys.argv = ["alexp", *args]
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                cli.main()
+            except SystemExit as e:
+                code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
+                if isinstance(e.code, str):
+                    print(e.code, file=err)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved[0])
+        os.chdir(saved[1])
+        sys.argv, sys.path[:] = saved[2], saved[3]
+        _reset_job_state()
+    result = Result(code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"alexp {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    return result
+
+
+def _reset_job_state() -> None:
+    """What one in-process job leaves behind that a process would take with it: an active MLflow run, Hydra's
+    current job, and thread limits raised by a test that sets threads."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from threadpoolctl import threadpool_limits
+
+    if "mlflow" in sys.modules:
+        while sys.modules["mlflow"].active_run() is not None:
+            sys.modules["mlflow"].end_run("KILLED")
+    GlobalHydra.instance().clear()
+    HydraConfig.instance().cfg = None
+    threadpool_limits(1)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
+@pytest.fixture
+def alexp():
+    """`alexp(*args, cwd=..., check=True)`: the command in-process, returning its exit code and output."""
+    return alexp_in_process
+
+
+def runs(cwd, experiment="alexp"):
+    """(client, experiment, runs) of the store of an alexp job run in `cwd`."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{cwd}/mlflow.db")
+    exp = client.get_experiment_by_name(experiment)
+    return client, exp, client.search_runs([exp.experiment_id])
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _ready_store(tmp_path_factory):
+    """An MLflow store made once per pytest run; each alexp job's store starts as a copy of it."""
+    from alexp import tracking
+
+    db = tmp_path_factory.mktemp("store") / "mlflow.db"
+    tracking.ensure_store(f"sqlite:///{db}")
+    os.environ[STORE_TEMPLATE] = str(db)
+    yield db
+    os.environ.pop(STORE_TEMPLATE, None)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One BLAS / torch thread for each test, whatever the test before it set."""
+    yield
+    _reset_job_state()
+
+
+@pytest.fixture
+def data_dir():
+    """The real datasets' folder. Missing data is a failure, not a skip: CI must run these tests."""
+    path = os.environ.get("ALEXP_DATA_DIR")
+    assert path, "set ALEXP_DATA_DIR to the folder with the real datasets (CI: ../shared/data)"
+    for name in ("davidson2017_hate_offensive.parquet", "clickbait_chakraborty2016.parquet",
+                 "cohen2006_drug_reviews.parquet"):
+        assert os.path.isfile(os.path.join(path, name)), f"{name} not found in ALEXP_DATA_DIR={path}"
+    return path
 
 
 @dataclass

@@ -100,3 +100,30 @@ def test_a_rerun_replaces_runs_logged_with_other_config_groups(tmp_path):
     assert claim.arm_done(client, arm) == ([0, 2], [ids[0]])  # seed 0's run has no stopping: stale, to be rerun
     arm.overrides.remove("stopping=all")  # without the group, both runs are current
     assert claim.arm_done(client, arm) == ([2], [])
+
+
+def test_the_warm_up_caches_what_each_seeds_runs_read(tmp_path, monkeypatch, caplog):
+    """prepare() builds each seed's run as alexp.runner builds it, so the reference difficulties it caches are
+    the ones the runs read: a run afterwards computes none (no new cache file, a cache hit in its log)."""
+    import logging
+
+    from conftest import ready_store
+
+    from alexp import runner
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ALEXP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", ready_store(tmp_path))
+    data = ["data=synthetic", "data.n_rows=3000", "features=identity"]
+    expert = ["oracle=difficulty", "oracle.difficulty=reference", "oracle.kappa=0.8"]
+    study = OmegaConf.create({"common": ["progress=false", "budget=small"]})
+    info = claim.prepare(data, study, expert, seeds=[0, 1])
+    cached = sorted((tmp_path / "cache").glob("reference-proba-*.npy"))
+    assert len(cached) == 2 and info["pool"] == 2400  # one pool per seed
+    from alexp.oracles import difficulty
+
+    difficulty._REFERENCE.clear()  # as a new process would start: only the files are shared
+    with caplog.at_level(logging.DEBUG, logger="alexp.oracles.difficulty"):
+        runner.run(runner.compose([*data, *study.common, *expert, "acquisition=margin", "seed=1"]))
+    assert sorted((tmp_path / "cache").glob("reference-proba-*.npy")) == cached
+    assert any(r.getMessage().startswith("reference difficulty: read") for r in caplog.records)

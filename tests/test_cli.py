@@ -7,47 +7,25 @@ import sys
 import numpy as np
 import polars as pl
 import pytest
+from conftest import alexp_process, job_env, runs
 
 SMALL = ["budget=small", "data.n_rows=2000", "progress=false"]
-
-
-def job_env(cwd):
-    """The environment of an alexp job run in `cwd`: its own MLflow store and checkpoint folder."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db", "ALEXP_STATE_DIR": f"{cwd}/state",
-           "HYDRA_FULL_ERROR": "0"}
-    if "ALEXP_DATA_DIR" in env:  # relative to where pytest started, not to the job's temp folder
-        env["ALEXP_DATA_DIR"] = os.path.abspath(env["ALEXP_DATA_DIR"])
-    return env
-
-
-def alexp(*args, cwd, check=True):
-    proc = subprocess.run([sys.executable, "-m", "alexp", *args], cwd=cwd, env=job_env(cwd), capture_output=True,
-                          text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"alexp {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
-    return proc
-
-
-def runs(cwd, experiment="alexp"):
-    import mlflow
-
-    client = mlflow.MlflowClient(f"sqlite:///{cwd}/mlflow.db")
-    exp = client.get_experiment_by_name(experiment)
-    return client, exp, client.search_runs([exp.experiment_id])
+AUTO_THREADS = {"ALEXP_THREADS": "auto"}  # these tests are about how a launcher shares the cores
 
 
 @pytest.mark.parametrize("args, expected", [
     (["budget.batch_sise=5"], "alexp: error: unknown key 'budget.batch_sise'; did you mean budget.batch_size?"),
     (["seed=-1"], "alexp: error: seed must be a non-negative integer, got -1"),
 ])
+@pytest.mark.slow
 def test_a_bad_input_in_a_real_process_exits_2_with_one_line(args, expected, tmp_path):
     """The process as a user meets it (tests/test_bad_inputs.py runs the whole table in-process)."""
-    proc = alexp(*args, "progress=false", cwd=tmp_path, check=False)
+    proc = alexp_process(*args, "progress=false", cwd=tmp_path, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [expected] or proc.stderr.strip().startswith(expected), proc.stderr
 
 
-def test_help_lists_the_groups(tmp_path):
+def test_help_lists_the_groups(alexp, tmp_path):
     out = alexp("--help", cwd=tmp_path).stdout
     for group in ("acquisition", "budget", "data", "features", "model", "oracle"):
         assert f"{group}:" in out
@@ -55,7 +33,7 @@ def test_help_lists_the_groups(tmp_path):
 
 @pytest.mark.slow
 def test_multirun_logs_one_run_per_job_into_one_experiment(tmp_path):
-    alexp("-m", "acquisition=random,entropy", "seed=0,1", *SMALL, cwd=tmp_path)  # joblib: one job per core
+    alexp_process("-m", "acquisition=random,entropy", "seed=0,1", *SMALL, cwd=tmp_path, env=AUTO_THREADS)  # joblib
     client, exp, found = runs(tmp_path)
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     assert len(found) == 4 and {r.info.status for r in found} == {"FINISHED"}
@@ -71,8 +49,7 @@ def test_multirun_logs_one_run_per_job_into_one_experiment(tmp_path):
     assert not list((tmp_path / "state").glob("*.npz"))  # finished runs leave no checkpoint
 
 
-@pytest.mark.slow
-def test_the_same_config_gives_identical_selections_and_metrics_and_a_rerun_reports_the_finished_run(tmp_path):
+def test_the_same_config_gives_identical_selections_and_metrics_and_a_rerun_reports_the_finished_run(alexp, tmp_path):
     args = [*SMALL, "oracle=noisy", "acquisition=margin", "seed=3"]
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
@@ -90,8 +67,7 @@ def test_the_same_config_gives_identical_selections_and_metrics_and_a_rerun_repo
     np.testing.assert_array_equal(labeled[0]["round"].unique().sort().to_numpy(), np.arange(6))
 
 
-@pytest.mark.slow
-def test_boundary_pairs_gives_the_same_run_at_any_thread_count(tmp_path):
+def test_boundary_pairs_gives_the_same_run_at_any_thread_count(alexp, tmp_path):
     """A sweep's jobs get cores // jobs threads and a single run all cores: the picks must not depend on it
     (k-means and distance sums add in a thread-dependent order; on 200k rows they picked other items)."""
     args = ["data.n_rows=200000", "acquisition=boundary_pairs", "oracle=target_kappa", "budget.initial=100",
@@ -106,18 +82,8 @@ def test_boundary_pairs_gives_the_same_run_at_any_thread_count(tmp_path):
     assert histories[0] == histories[1]
 
 
-@pytest.fixture(scope="module")
-def data_dir():
-    """The real datasets' folder. Missing data is a failure, not a skip: CI must run these tests."""
-    path = os.environ.get("ALEXP_DATA_DIR")
-    assert path, "set ALEXP_DATA_DIR to the folder with the real datasets (CI: ../shared/data)"
-    for name in ("davidson2017_hate_offensive.parquet", "clickbait_chakraborty2016.parquet"):
-        assert os.path.isfile(os.path.join(path, name)), f"{name} not found in ALEXP_DATA_DIR={path}"
-    return path
-
-
 @pytest.mark.slow
-def test_davidson_hate_with_tfidf_runs_end_to_end(tmp_path, data_dir):
+def test_davidson_hate_with_tfidf_runs_end_to_end(alexp, tmp_path, data_dir):
     out = alexp("data=davidson_hate", "features=tfidf", "model=logreg", "model.class_weight=balanced", "budget=small",
                 "progress=false", cwd=tmp_path).stdout
     client, _, (run,) = runs(tmp_path)
@@ -127,7 +93,7 @@ def test_davidson_hate_with_tfidf_runs_end_to_end(tmp_path, data_dir):
 
 
 @pytest.mark.slow
-def test_clickbait_with_minilm_runs_end_to_end_and_caches_embeddings(tmp_path, data_dir):
+def test_clickbait_with_minilm_runs_end_to_end_and_caches_embeddings(alexp, tmp_path, data_dir):
     args = ["data=clickbait", "data.positive_rate=0.05", "data.max_rows=1500", "features=minilm",
             f"features.cache_dir={tmp_path / 'cache'}", "budget=small", "progress=false"]
     alexp(*args, cwd=tmp_path)
@@ -142,12 +108,12 @@ def test_clickbait_with_minilm_runs_end_to_end_and_caches_embeddings(tmp_path, d
 
 
 @pytest.mark.slow
-def test_the_report_names_a_collapsed_baseline_and_the_default_model_gives_it_a_curve(tmp_path, data_dir):
+def test_the_report_names_a_collapsed_baseline_and_the_default_model_gives_it_a_curve(alexp, tmp_path, data_dir):
     """Clickbait at 5% positives with tf-idf: logistic regression at a fixed 0.5 threshold never predicts a
     positive from random labels (kappa 0 throughout), so there is no target to reach; the default model does.
     Two seeds keep it quick: the collapse and the cause do not depend on intervals."""
-    sweep = ["-m", "data=clickbait", "data.positive_rate=0.05", "features=tfidf", "acquisition=random,margin",
-             "seed=0,1", "budget.rounds=5", "progress=false"]
+    sweep = ["-m", "hydra/launcher=basic", "data=clickbait", "data.positive_rate=0.05", "features=tfidf",
+             "acquisition=random,margin", "seed=0,1", "budget.rounds=5", "progress=false"]
     alexp(*sweep, "model=logreg", "tracking.experiment_name=fixed", cwd=tmp_path)
     alexp(*sweep, "tracking.experiment_name=default", cwd=tmp_path)
     report = {e: alexp("report", "--experiment", e, "--no-log", "--out", str(tmp_path / e), cwd=tmp_path).stdout
@@ -164,7 +130,7 @@ def test_the_report_names_a_collapsed_baseline_and_the_default_model_gives_it_a_
 
 
 @pytest.mark.slow
-def test_a_run_killed_mid_round_resumes_to_the_uninterrupted_result(tmp_path):
+def test_a_run_killed_mid_round_resumes_to_the_uninterrupted_result(alexp, tmp_path):
     import signal
     import time
 
@@ -173,7 +139,7 @@ def test_a_run_killed_mid_round_resumes_to_the_uninterrupted_result(tmp_path):
     args = ["data.n_rows=60000", "model=random_forest", "model.n_estimators=60", "oracle=noisy",
             "budget.rounds=12", "progress=false"]
     (reference := tmp_path / "reference").mkdir()
-    alexp(*args, cwd=reference)
+    alexp(*args, cwd=reference)  # the uninterrupted run: in-process (only the killed one must be a process)
     (killed := tmp_path / "killed").mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "alexp", *args], cwd=killed, env=job_env(killed),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -199,8 +165,7 @@ def test_a_run_killed_mid_round_resumes_to_the_uninterrupted_result(tmp_path):
     assert labeled[0].equals(labeled[1])
 
 
-@pytest.mark.slow
-def test_an_expert_panel_run_logs_cost_and_panel_kappa_every_round(tmp_path):
+def test_an_expert_panel_run_logs_cost_and_panel_kappa_every_round(alexp, tmp_path):
     alexp(*SMALL, "oracle=expert_panel", "budget.max_cost=150", "budget.rounds=null", cwd=tmp_path)
     client, _, (run,) = runs(tmp_path)
     cost = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "cost")]
@@ -212,7 +177,8 @@ def test_an_expert_panel_run_logs_cost_and_panel_kappa_every_round(tmp_path):
 @pytest.mark.slow
 def test_a_submitit_local_sweep_logs_every_run(tmp_path):
     """The same sweep through submitit (each job its own process, as submitit_slurm would submit it)."""
-    alexp("-m", "hydra/launcher=submitit_local", "acquisition=random,margin", "seed=0,1", *SMALL, cwd=tmp_path)
+    alexp_process("-m", "hydra/launcher=submitit_local", "acquisition=random,margin", "seed=0,1", *SMALL, cwd=tmp_path,
+                  env=AUTO_THREADS)
     client, _, found = runs(tmp_path)
     assert len(found) == 4 and {r.info.status for r in found} == {"FINISHED"}
     for r in found:
@@ -224,7 +190,7 @@ def test_a_submitit_local_sweep_logs_every_run(tmp_path):
 
 def test_threads_per_job(monkeypatch):
     from alexp import AlexpError
-    from alexp.cli import job_threads
+    from alexp.runner import job_threads
 
     assert job_threads(3, cores=2) == 3
     assert job_threads("auto", cores=4) == 4  # a single run outside a sweep: every core

@@ -7,7 +7,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from alexp import AlexpError
-from alexp.cli import GROUPS, RUNTIME_ARGS, build, check_node
+from alexp.config import GROUPS, RUNTIME_ARGS, check_node
+from alexp.config import instantiate as build
 
 from conftest import CONF
 
@@ -89,7 +90,7 @@ def test_presets_read_from_the_data_dir(monkeypatch):
 
 
 def test_the_checkpoint_key_follows_results_and_experiment_not_display_settings():
-    from alexp.cli import run_key
+    from alexp.config import run_key
 
     base = OmegaConf.to_container(composed(), resolve=True)
     same = OmegaConf.to_container(composed("progress=false", "state_dir=/elsewhere"), resolve=True)

@@ -37,8 +37,8 @@ def _alexp(argv, cwd, env):
 @pytest.fixture(scope="module")
 def ctx():
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["alexp.cli", "alexp.loop", "alexp.tracking", "mlflow", "sklearn.linear_model",
-                                    "polars", "hydra", "test_faults"])
+    context.set_forkserver_preload(["alexp.cli", "alexp.runner", "alexp.loop", "alexp.tracking", "mlflow",
+                                    "sklearn.linear_model", "polars", "hydra", "test_faults"])
     return context
 
 
@@ -146,9 +146,9 @@ def _make_store(uri):
 
 
 @pytest.mark.slow
-def test_twenty_kills_during_store_creation_leave_twenty_usable_stores(ctx, tmp_path):
-    """kill -9 at a random moment after MLflow has begun to build a fresh store (its migrations take a second
-    or so): most land half-way, a few after it was done."""
+def test_kills_during_store_creation_leave_usable_stores(ctx, tmp_path):
+    """kill -9 at a random moment in the first half of MLflow's building of a fresh store (its migrations take
+    a second or so), twelve times: each leaves a store that opens and takes a run."""
     import mlflow
 
     from alexp import tracking
@@ -166,12 +166,12 @@ def test_twenty_kills_during_store_creation_leave_twenty_usable_stores(ctx, tmp_
     seconds = time.perf_counter() - started  # how long building the store takes in a child
     rng = np.random.default_rng(0)
     killed = midway = 0
-    for i in range(20):
+    for i in range(12):
         folder = tmp_path / f"s{i}"
         folder.mkdir()
         uri = f"sqlite:///{folder}/mlflow.db"
         p = start_creating(folder)
-        time.sleep(rng.uniform(0, seconds))
+        time.sleep(rng.uniform(0, seconds / 2))  # the first half of the build: far from its end on a busy machine too
         try:
             os.kill(p.pid, signal.SIGKILL)
         except ProcessLookupError:  # done already (and reaped by the forkserver)
@@ -185,8 +185,8 @@ def test_twenty_kills_during_store_creation_leave_twenty_usable_stores(ctx, tmp_
         client.log_metric(run_.info.run_id, "kappa", 0.5, step=1)
         client.set_terminated(run_.info.run_id)
         assert not list(folder.glob(".*.creating"))
-    print(f"{killed} of 20 creators killed, {midway} of them with the store half-made; 20 usable stores")
-    assert midway >= 15  # most kills landed while the store was being made
+    print(f"{killed} of 12 creators killed, {midway} of them with the store half-made; 12 usable stores")
+    assert midway >= 9  # most kills landed while the store was being made
 
 
 @pytest.mark.slow

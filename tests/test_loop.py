@@ -7,7 +7,8 @@ from sklearn.metrics import cohen_kappa_score
 
 from alexp.acquisition import Entropy, Random
 from alexp.budget import Budget
-from alexp.loop import Loop, LoopState, stream
+from alexp.loop import Loop, LoopState
+from alexp.seeds import stream
 from alexp.oracles import Noisy
 
 from conftest import CONF
@@ -169,7 +170,7 @@ def test_a_curated_eval_split_is_held_out_of_training_and_scored_every_round(poo
     trained = len(labeled) - len(held)
     assert max(fits) == trained  # neither the model nor the committee ever saw a held-out label
     from alexp import models
-    from alexp.loop import stream_int
+    from alexp.seeds import stream_int
     from alexp.metrics import agreement
 
     train = np.setdiff1d(labeled, held)

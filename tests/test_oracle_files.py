@@ -6,7 +6,7 @@ import pytest
 
 from alexp.loop import LoopState
 
-from test_cli import alexp, runs
+from conftest import runs
 
 ARGS = ["oracle=files", "data.n_rows=400", "budget.initial=10", "budget.batch_size=10", "budget.rounds=2",
         "progress=false"]
@@ -34,8 +34,7 @@ def saved_labels(cwd):
                                                        state.labels[state.labeled_in >= 0])}
 
 
-@pytest.mark.slow
-def test_an_expert_labels_through_files_across_runs(tmp_path):
+def test_an_expert_labels_through_files_across_runs(alexp, tmp_path):
     queue = tmp_path / "labels"
     args = [*ARGS, f"oracle.queue_dir={queue}"]
     out = alexp(*args, cwd=tmp_path).stdout

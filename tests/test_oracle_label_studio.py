@@ -2,7 +2,8 @@
 
 The server is a separate application with pins of its own, so it lives in its own virtual environment:
 `ALEXP_LABEL_STUDIO` may name a `label-studio` executable; otherwise the fixture installs label-studio into
-`$ALEXP_CACHE_DIR/label-studio-<version>` (once; ~70 s) and starts it on 127.0.0.1 with a temporary data folder.
+`$ALEXP_TEST_CACHE/label-studio-<version>` (default ~/.cache/alexp-tests: a folder that outlives the test run, so
+only a fresh machine pays the ~70 s install) and starts it on 127.0.0.1 with a temporary data folder.
 """
 
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from test_cli import alexp, runs
+from conftest import runs
 from test_oracle_files import expert, saved_labels
 
 from alexp import AlexpError
@@ -31,7 +32,8 @@ PROJECT = "alexp test"
 def server_executable() -> Path:
     if os.environ.get("ALEXP_LABEL_STUDIO"):
         return Path(os.environ["ALEXP_LABEL_STUDIO"])
-    venv = Path(os.environ.get("ALEXP_CACHE_DIR", Path.home() / ".cache" / "alexp")) / f"label-studio-{VERSION}"
+    cache = Path(os.environ.get("ALEXP_TEST_CACHE", Path.home() / ".cache" / "alexp-tests"))
+    venv = cache / f"label-studio-{VERSION}"
     if not (venv / "installed").is_file():
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
         subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"label-studio=={VERSION}"], check=True)
@@ -113,7 +115,7 @@ def unanswered(task_list):
 
 
 @pytest.mark.slow
-def test_an_expert_labels_two_rounds_in_label_studio_across_restarts(server, tmp_path, monkeypatch):
+def test_an_expert_labels_two_rounds_in_label_studio_across_restarts(alexp, server, tmp_path, monkeypatch):
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", TOKEN)
     args = ["oracle=label_studio", f"oracle.url={server.url}", f"oracle.project={PROJECT}",
             "oracle.names=[not positive,positive]", "data.n_rows=400", "budget.initial=6", "budget.batch_size=6",
@@ -190,7 +192,7 @@ def test_the_labeling_interface_maps_each_shown_name_to_its_class():
 
 
 @pytest.mark.slow
-def test_no_credential_reaches_mlflow_files_logs_or_messages(server, tmp_path, monkeypatch):
+def test_no_credential_reaches_mlflow_files_logs_or_messages(alexp, server, tmp_path, monkeypatch):
     """The token comes from the environment; a password rides in the server URL (as for a server behind a
     proxy with basic authentication), typed on the command line, in a sweep. Neither may appear anywhere.
     (The SDK sends the URL's password as basic authentication in place of the token, so the server refuses

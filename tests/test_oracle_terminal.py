@@ -7,7 +7,7 @@ import sys
 import polars as pl
 import pytest
 
-from test_cli import job_env, runs
+from conftest import job_env, runs
 
 ARGS = ["oracle=terminal", "data.n_rows=400", "budget.initial=4", "budget.batch_size=3", "budget.rounds=1",
         "progress=false"]

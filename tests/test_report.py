@@ -1,12 +1,12 @@
 """alexp report: statistics checked on histories with a known answer, then the report end to end on MLflow runs."""
 
 import math
-import subprocess
 import sys
 
 import numpy as np
 import polars as pl
 import pytest
+from conftest import ready_store
 
 from alexp.report import Settings, load_runs, stats, summarize
 from alexp.report.tables import baseline_pairs
@@ -19,22 +19,25 @@ HISTORIES = {  # condition -> seed -> kappa at STEPS
 
 
 def make_store(tmp_path, histories, steps=STEPS, extra=None):
-    """A sqlite MLflow store with runs of the given kappa histories (entropy pays 2 per label), one unfinished."""
+    """A sqlite MLflow store with runs of the given kappa histories (entropy pays 2 per label), one unfinished.
+    Each run is logged in one batch (a commit per point made this the slowest part of these tests)."""
+    from mlflow.entities import Metric, Param
+
     from alexp.tracking import client, init_store
 
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = ready_store(tmp_path)
     exp = init_store(uri, "study")
     c = client(uri)
     for acquisition, seeds in histories.items():
         for seed, kappas in seeds.items():
             run = c.create_run(exp, run_name=f"{acquisition}-{seed}")
-            for k, v in {"acquisition": acquisition, "oracle": "perfect", "seed": str(seed)}.items():
-                c.log_param(run.info.run_id, k, v)
+            params = [Param("acquisition", acquisition), Param("oracle", "perfect"), Param("seed", str(seed))]
+            metrics = []
             for step, kappa in zip(steps, kappas):
-                c.log_metric(run.info.run_id, "kappa", kappa, step=step)
-                c.log_metric(run.info.run_id, "cost", step * (2.0 if acquisition == "entropy" else 1.0), step=step)
-                for name, value in (extra or {}).get(acquisition, {}).items():
-                    c.log_metric(run.info.run_id, name, value, step=step)
+                values = {"kappa": kappa, "cost": step * (2.0 if acquisition == "entropy" else 1.0),
+                          **(extra or {}).get(acquisition, {})}
+                metrics += [Metric(name, value, 0, step) for name, value in values.items()]
+            c.log_batch(run.info.run_id, metrics=metrics, params=params)
             c.set_terminated(run.info.run_id)
     unfinished = c.create_run(exp, run_name="killed")  # never ended: not part of any condition
     c.log_param(unfinished.info.run_id, "acquisition", "margin")
@@ -210,12 +213,11 @@ def test_a_report_of_any_logged_metric(tmp_path):
     assert report.reductions["problem"][0] is not None  # a flat f1 baseline never rises above its start
 
 
-def test_alexp_report_writes_the_folder_and_logs_it_as_a_run(store, tmp_path):
+def test_alexp_report_writes_the_folder_and_logs_it_as_a_run(alexp, store, tmp_path):
     out = tmp_path / "report"
-    args = [sys.executable, "-m", "alexp", "report", "--tracking-uri", store, "--experiment", "study",
-            "--out", str(out)]
+    args = ["report", "--tracking-uri", store, "--experiment", "study", "--out", str(out)]
     for _ in range(2):  # the second report must not read the first report's run as an experiment
-        proc = subprocess.run(args, capture_output=True, text=True, check=True)
+        proc = alexp(*args, cwd=tmp_path)
     assert "## Verdict" in proc.stdout and "**acquisition=entropy** reaches the target" in proc.stdout
     assert {p.name for p in out.iterdir()} == {"report.md", "summary.parquet", "curves.parquet", "reductions.parquet",
                                                "comparisons.parquet", "kappa_vs_labels.png", "kappa_vs_cost.png"}
@@ -227,9 +229,9 @@ def test_alexp_report_writes_the_folder_and_logs_it_as_a_run(store, tmp_path):
     assert not c.search_runs([c.get_experiment_by_name("study").experiment_id], "tags.`alexp.kind` = 'report'")
     reports = c.search_runs([c.get_experiment_by_name("study-reports").experiment_id], "")  # out of the curves
     assert len(reports) == 2 and "report.md" in {a.path for a in c.list_artifacts(reports[0].info.run_id)}
-    bad = subprocess.run([*args[:6], "--experiment", "nope"], capture_output=True, text=True)
+    bad = alexp(*args[:3], "--experiment", "nope", cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "no experiment 'nope'" in bad.stderr
-    bad = subprocess.run([*args, "--metric", "kapa"], capture_output=True, text=True)
+    bad = alexp(*args, "--metric", "kapa", cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "no run logged the metric 'kapa'" in bad.stderr and "kappa" in bad.stderr
 
 

@@ -11,10 +11,11 @@ from alexp import AlexpError, acquisition, shards
 from alexp.acquisition import PoolView
 from alexp.budget import Budget
 from alexp.data import Shards, SyntheticOnDisk
-from alexp.loop import Loop, stream
+from alexp.loop import Loop
+from alexp.seeds import stream
 from alexp.oracles import Noisy
 
-from test_cli import alexp, runs
+from conftest import runs
 
 
 def write(path, X, blocks=(5, 9, 3, 20), shard_rows=7, **columns):
@@ -163,8 +164,7 @@ def test_whole_space_strategies_subsample_a_pool_on_disk(stored, monkeypatch):
     assert len(acquisition.base.candidates(PoolView(X, labeled_in), None, 10, np.random.default_rng(0))) == 55
 
 
-@pytest.mark.slow
-def test_alexp_runs_on_a_generated_pool_on_disk(tmp_path):
+def test_alexp_runs_on_a_generated_pool_on_disk(alexp, tmp_path):
     args = ["data=synthetic_disk", "data.n_rows=20000", "data.n_features=16", "data.shard_rows=5000",
             f"data.cache_dir={tmp_path}/cache", "budget=small", "progress=false"]
     out = alexp(*args, cwd=tmp_path).stdout
@@ -176,8 +176,7 @@ def test_alexp_runs_on_a_generated_pool_on_disk(tmp_path):
     assert bad.returncode == 2 and "features: an on-disk pool stores its features already" in bad.stderr
 
 
-@pytest.mark.slow
-def test_alexp_streams_text_embeddings_written_to_disk_by_the_features_step(tiny_transformer, tmp_path):
+def test_alexp_streams_text_embeddings_written_to_disk_by_the_features_step(alexp, tiny_transformer, tmp_path):
     import polars as pl
 
     from conftest import text_pool

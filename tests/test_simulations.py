@@ -6,12 +6,12 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, ready_store
 
 
 @pytest.mark.slow
 def test_the_quick_claim_study_writes_results_with_every_section(tmp_path):
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "ALEXP_STATE_DIR": f"{tmp_path}/s"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": ready_store(tmp_path), "ALEXP_STATE_DIR": f"{tmp_path}/s"}
     run = [sys.executable, str(ROOT / "simulations" / "reduction_claim" / "run.py"), "--quick", "--out",
            str(tmp_path / "out")]
     subprocess.run(run, cwd=tmp_path, env=env, check=True, capture_output=True, text=True, timeout=900)

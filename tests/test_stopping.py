@@ -170,9 +170,8 @@ def test_enforced_rules_end_the_run_and_a_resumed_run_decides_the_same(pool, tmp
     assert stop_signals(resumed.history) == stop_signals(logged.history)
 
 
-@pytest.mark.slow
-def test_alexp_logs_every_rule_and_enforce_ends_the_run_where_the_first_rule_fired(tmp_path):
-    from test_cli import alexp, runs
+def test_alexp_logs_every_rule_and_enforce_ends_the_run_where_the_first_rule_fired(alexp, tmp_path):
+    from conftest import runs
 
     (tmp_path / "a").mkdir()
     budget = ["budget=small", "stopping=all", "stopping.rules.label_budget.labels=30"]  # something fires by 30

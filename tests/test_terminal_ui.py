@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from test_cli import job_env
+from conftest import job_env
 
 
 class Terminal:
@@ -61,7 +61,7 @@ class Terminal:
 @pytest.mark.slow
 def test_a_parallel_sweep_prints_one_line_per_job_and_no_bars(tmp_path):
     term = Terminal(["-m", "acquisition=random,entropy", "seed=0,1", "budget=small", "data.n_rows=2000",
-                     "hydra.launcher.n_jobs=4"], tmp_path)
+                     "hydra.launcher.n_jobs=2"], tmp_path)
     text = term.finish()
     print(text)  # shown with -s: what the terminal showed, and how soon something was on screen
     print(f"first output after {term.first_output:.2f} s")

@@ -9,36 +9,37 @@ import urllib.request
 
 import pytest
 
-from alexp import tracking, ui
-from test_cli import alexp, job_env, runs
+from alexp import mlflow_view as view
+from alexp import tracking
+from conftest import job_env, runs
 
 
 def test_the_saved_view_puts_kappa_first_against_the_label_count_and_shows_every_run():
-    state = ui.view_state()
+    state = view.view_state()
     charts = state["compareRunCharts"]
     assert [c["metricKey"] for c in charts][:3] == ["kappa", "average_precision", "f1"]
-    assert len({c["uuid"] for c in charts}) == len(charts) == len(ui.CURVES) + len(ui.TIMERS)
+    assert len({c["uuid"] for c in charts}) == len(charts) == len(view.CURVES) + len(view.TIMERS)
     assert all(c["xAxisKey"] == "metric" and c["selectedXAxisMetricKey"] == "n_labels" for c in charts)
     sections = {s["uuid"]: s for s in state["compareRunSections"]}
     assert all(c["metricSectionId"] in sections for c in charts)
     assert state["runsHiddenMode"] == "SHOW_ALL" and state["selectedColumns"][0] == "metrics.`kappa`"
-    tags = ui.experiment_tags()
-    assert json.loads(tags[f"mlflow.sharedViewState.{ui.SHARE_KEY}"]) == state
+    tags = view.experiment_tags()
+    assert json.loads(tags[f"mlflow.sharedViewState.{view.SHARE_KEY}"]) == state
     assert tags["mlflow.experiment.primaryMetric.name"] == "kappa"
-    assert len(tags[f"mlflow.sharedViewState.{ui.SHARE_KEY}"]) < 20_000  # MLflow's limit on an experiment tag
+    assert len(tags[f"mlflow.sharedViewState.{view.SHARE_KEY}"]) < 20_000  # MLflow's limit on an experiment tag
 
 
 def test_the_address_opens_the_runs_in_the_chart_view_with_the_saved_view():
-    url = ui.url("http://127.0.0.1:5000/", "7")
+    url = view.url("http://127.0.0.1:5000/", "7")
     assert url.startswith("http://127.0.0.1:5000/#/experiments/7/runs?")
-    for part in ("workflowType=machine_learning", "compareRunsMode=CHART", f"viewStateShareKey={ui.SHARE_KEY}"):
+    for part in ("workflowType=machine_learning", "compareRunsMode=CHART", f"viewStateShareKey={view.SHARE_KEY}"):
         assert part in url
 
 
 def test_a_strategy_keeps_its_colour_and_an_unknown_one_gets_a_stable_one():
-    assert ui.run_color("random") == "#7f7f7f" and ui.run_color("margin") != ui.run_color("entropy")
-    assert ui.run_color("my_strategy") == ui.run_color("my_strategy")
-    assert re.fullmatch(r"#[0-9a-f]{6}", ui.run_color("my_strategy"))
+    assert view.run_color("random") == "#7f7f7f" and view.run_color("margin") != view.run_color("entropy")
+    assert view.run_color("my_strategy") == view.run_color("my_strategy")
+    assert re.fullmatch(r"#[0-9a-f]{6}", view.run_color("my_strategy"))
 
 
 def test_an_experiment_gets_the_view_tags_also_when_it_was_made_before(tmp_path):
@@ -48,11 +49,11 @@ def test_an_experiment_gets_the_view_tags_also_when_it_was_made_before(tmp_path)
     old = client.create_experiment("older")  # made by an earlier alexp, or by hand
     tracking.init_store(uri, "older")
     tags = client.get_experiment(old).tags
-    assert {k: tags.get(k) for k in ui.experiment_tags()} == ui.experiment_tags()
+    assert {k: tags.get(k) for k in view.experiment_tags()} == view.experiment_tags()
 
 
 @pytest.mark.slow
-def test_runs_are_named_described_and_coloured_and_alexp_ui_serves_them(tmp_path):
+def test_runs_are_named_described_and_coloured_and_alexp_ui_serves_them(alexp, tmp_path):
     out = alexp("budget=small", "acquisition=margin", "seed=3", cwd=tmp_path).stdout
     assert "run " in out and "(margin-perfect-seed3-synthetic-identity): kappa by label count" in out
     assert "next: alexp ui" in out and "alexp report" in out
@@ -60,7 +61,7 @@ def test_runs_are_named_described_and_coloured_and_alexp_ui_serves_them(tmp_path
     assert run.info.run_name == "margin-perfect-seed3-synthetic-identity"
     note = run.data.tags["mlflow.note.content"]
     assert "**margin**" in note and "10 labels, then 5 rounds of 10 (60 labels in all)" in note and "seed 3" in note
-    assert run.data.tags["mlflow.runColor"] == ui.COLORS["margin"]
+    assert run.data.tags["mlflow.runColor"] == view.COLORS["margin"]
 
     store = f"sqlite:///{tmp_path}/mlflow.db"
     server = subprocess.Popen([sys.executable, "-m", "alexp", "ui", "--tracking-uri", store, "--port", "5123"],
@@ -78,7 +79,7 @@ def test_runs_are_named_described_and_coloured_and_alexp_ui_serves_them(tmp_path
         api = f"http://127.0.0.1:{url.group(1)}/api/2.0/mlflow/experiments/get?experiment_id={exp.experiment_id}"
         with urllib.request.urlopen(api, timeout=10) as answer:
             tags = {t["key"]: t["value"] for t in json.load(answer)["experiment"]["tags"]}
-        assert json.loads(tags["mlflow.sharedViewState.alexp-curves"]) == ui.view_state()  # what the page reads
+        assert json.loads(tags["mlflow.sharedViewState.alexp-curves"]) == view.view_state()  # what the page reads
         with urllib.request.urlopen(url.group(0).split("#")[0], timeout=10) as page:
             assert page.status == 200 and b"<html" in page.read().lower()
     finally:
