@@ -16,6 +16,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+# One worker runs this module (pytest -n 2 --dist loadgroup): its module fixtures are made once.
+pytestmark = pytest.mark.xdist_group("faults")
+
 ARGS = ["data.n_rows=2000", "budget.initial=10", "budget.batch_size=10", "budget.rounds=3", "progress=false",
         "acquisition=margin", "oracle=noisy"]
 FILES = ["oracle=files", "oracle.wait=true", "oracle.poll_seconds=0.05", "oracle.queue_dir=labels"]

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# One worker runs this module (pytest -n 2 --dist loadgroup): its module fixtures are made once.
+pytestmark = pytest.mark.xdist_group("install")
+
 ROOT = Path(__file__).resolve().parent.parent
 STRATEGY = '''
 from dataclasses import dataclass

@@ -24,6 +24,9 @@ from test_oracle_files import expert, saved_labels
 from alexp import AlexpError
 from alexp.oracles import LabelStudio
 
+# One worker runs this module (pytest -n 2 --dist loadgroup): its module fixtures are made once.
+pytestmark = pytest.mark.xdist_group("label_studio")
+
 VERSION = "1.23.2"
 TOKEN = "5f0c2d1e9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d"  # a legacy API token set for the test server's admin
 PROJECT = "alexp test"
