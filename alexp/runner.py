@@ -35,17 +35,26 @@ log = logging.getLogger("alexp")
 
 def compose(overrides: Sequence[str] = (), config_dir: str | None = None) -> DictConfig:
     """The config that `alexp OVERRIDES` runs (with `config_dir`, as `alexp --config-dir DIR OVERRIDES`: that
-    folder's options join the shipped ones). It also becomes the current Hydra job's, as under the command line,
+    folder's options join the shipped ones); a bad override raises AlexpError with the command's one line. It
+    also becomes the current Hydra job's, as under the command line,
     so that `run` names the run and logs its params from the chosen options and overrides."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
+    from alexp.errors import user_error
+
     if config_dir is not None:
         overrides = [f"hydra.searchpath=[file://{Path(config_dir).resolve()}]", *overrides]
     GlobalHydra.instance().clear()
-    with initialize_config_module("alexp.conf", version_base="1.3"):
-        cfg = hydra_compose("config", overrides=list(overrides), return_hydra_config=True)
+    try:
+        with initialize_config_module("alexp.conf", version_base="1.3"):
+            cfg = hydra_compose("config", overrides=list(overrides), return_hydra_config=True)
+    except Exception as e:  # a misspelt option or key, an unparsable override: one line, as the command says it
+        message = user_error(e)
+        if message is None:
+            raise
+        raise AlexpError(message) from None
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg["hydra"]

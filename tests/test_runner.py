@@ -56,6 +56,10 @@ def test_the_loop_of_built_parts_runs_without_tracking(folder):
 
 
 def test_check_names_the_bad_setting_before_any_work(folder):
+    with pytest.raises(AlexpError, match=r"acquisition=margn: no such option; did you mean acquisition=margin\?"):
+        runner.compose(["acquisition=margn"])
+    with pytest.raises(AlexpError, match="unknown key 'budget.batch_sise'; did you mean budget.batch_size"):
+        runner.compose(["budget.batch_sise=5"])
     with pytest.raises(AlexpError, match="budget: unknown key 'batch_sise'.*did you mean budget.batch_size"):
         runner.check(runner.compose([*SMALL, "+budget.batch_sise=5"]))
     with pytest.raises(AlexpError, match="seed must be a non-negative integer"):
