@@ -20,6 +20,8 @@ from pathlib import Path
 # Before numpy, torch or a BLAS loads: one thread per test (and per alexp job these tests start).
 for _var in ("ALEXP_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
+if os.environ.get("ALEXP_DATA_DIR"):  # tests run in their own folders: the data folder as pytest was started
+    os.environ["ALEXP_DATA_DIR"] = os.path.abspath(os.environ["ALEXP_DATA_DIR"])
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -51,11 +53,8 @@ def ready_store(folder) -> str:
 def job_env(cwd) -> dict[str, str]:
     """The environment of an alexp job run in `cwd`: its own MLflow store (a copy of the ready one) and
     checkpoint folder."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": ready_store(cwd), "ALEXP_STATE_DIR": f"{cwd}/state",
-           "HYDRA_FULL_ERROR": "0"}
-    if "ALEXP_DATA_DIR" in env:  # relative to where pytest started, not to the job's temp folder
-        env["ALEXP_DATA_DIR"] = os.path.abspath(env["ALEXP_DATA_DIR"])
-    return env
+    return {**os.environ, "MLFLOW_TRACKING_URI": ready_store(cwd), "ALEXP_STATE_DIR": f"{cwd}/state",
+            "HYDRA_FULL_ERROR": "0"}
 
 
 def alexp_process(*args, cwd, check=True, env=None) -> subprocess.CompletedProcess:
@@ -146,8 +145,10 @@ def _ready_store(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """One BLAS / torch thread for each test, whatever the test before it set."""
+def _own_folder_and_one_thread(tmp_path, monkeypatch):
+    """Each test in its own working folder (what MLflow or alexp writes to ./ stays out of the checkout), and one
+    BLAS / torch thread, whatever the test before it set."""
+    monkeypatch.chdir(tmp_path)
     yield
     _reset_job_state()
 
