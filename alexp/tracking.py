@@ -22,6 +22,7 @@ from alexp.mlflow_view import experiment_tags
 
 log = logging.getLogger(__name__)
 
+
 @contextmanager
 def locked(path: Path, wait_message: str | None = None) -> Iterator[None]:
     """Hold an exclusive advisory lock (flock) on `path` (a file, created if needed, or a folder) while inside.
