@@ -27,8 +27,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from alexp import AlexpError, plural
-from alexp.config import GROUPS, OPTIONAL_GROUPS, RUNTIME_ARGS, check_node, check_seed, choices, instantiate, \
-    params, prefixed, run_key
+from alexp.config import GROUPS, NOT_PARAMS, OPTIONAL_GROUPS, RUNTIME_ARGS, check_node, check_seed, choices, \
+    instantiate, params, prefixed, run_key
 
 log = logging.getLogger("alexp")
 
@@ -268,8 +268,6 @@ def _data_name(cfg: DictConfig) -> str | None:
 
 def run_description(cfg: DictConfig, budget) -> str:
     """The run in one paragraph (MLflow shows it as the run's description)."""
-    from alexp.config import NOT_PARAMS
-
     c = choices()
     overrides = [o for o in (HydraConfig.get().overrides.task if HydraConfig.initialized() else [])
                  if o.lstrip("+~").split("=")[0].split(".")[0] not in NOT_PARAMS]
