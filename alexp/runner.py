@@ -209,6 +209,7 @@ def run(cfg: DictConfig) -> Outcome:
         found = tracking.find_run(uri, experiment_name, key)
         if found is not None and found.status == "FINISHED":
             checkpoint.unlink(missing_ok=True)  # left by a process killed after the run was marked finished
+            _record(found.run_id)
             return Outcome(found.run_id, found.name, message=_finished_line(found), final=found.metrics)
         parts = build(cfg)
         state = LoopState.load(checkpoint) if checkpoint.is_file() else None
@@ -226,6 +227,7 @@ def run(cfg: DictConfig) -> Outcome:
                                   run_id=run_id) as tracker:
             state = state or LoopState.fresh(parts.n_pool)
             state.run_id = tracker.run_id
+            _record(tracker.run_id)
             if not state.finished:
                 state = parts.loop(cfg, tracker.log_metrics, checkpoint).run(state)
             if not state.finished:
@@ -239,6 +241,14 @@ def run(cfg: DictConfig) -> Outcome:
         checkpoint.unlink(missing_ok=True)
     return Outcome(tracker.run_id, parts.run_name, history=state.history, stopped_by=state.stopped_by,
                    final=state.history[-1])
+
+
+def _record(run_id: str) -> None:
+    """In a sweep, note the run this job stands for in the sweep's folder (`sweep.record_run`)."""
+    if _multirun():
+        from alexp.sweep import record_run
+
+        record_run(HydraConfig.get().sweep.dir, run_id)
 
 
 def _multirun() -> bool:

@@ -3,7 +3,8 @@
 Parallel jobs share the launching terminal, so each job writes only whole lines, each in a single write (lines
 shorter than the pipe buffer do not interleave), and its bars are off. The counts come from marker files in the
 sweep folder: `<job>.running` (holding the job's pid, so a killed job stops counting) and `<job>.done`; the
-number of jobs is written there by the launcher before the jobs start.
+number of jobs is written there by the launcher before the jobs start. `.alexp-runs/` holds the run ids the
+sweep's jobs stand for, new or reused, for `alexp report --sweep-dir`.
 """
 
 from __future__ import annotations
@@ -73,6 +74,23 @@ class Board:
 
     def running(self) -> int:
         return sum(_alive(marker) for marker in self.folder.glob("*.running"))
+
+
+RUNS = ".alexp-runs"  # in a sweep folder: one empty file per MLflow run id the sweep asked for
+
+
+def record_run(sweep_dir: str | Path, run_id: str) -> None:
+    """Note that this sweep's job stands for run `run_id`, new or reused ("already finished"), so that `alexp
+    report --sweep-dir` counts it. Kept across reruns of the sweep (a rerun asks for the same runs)."""
+    folder = Path(sweep_dir) / RUNS
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / run_id).touch()
+
+
+def recorded_runs(sweep_dir: str | Path) -> set[str]:
+    """The run ids a sweep asked for (`record_run`); empty for a folder that is not a sweep's."""
+    folder = Path(sweep_dir) / RUNS
+    return {f.name for f in folder.iterdir()} if folder.is_dir() else set()
 
 
 def _alive(marker: Path) -> bool:

@@ -20,9 +20,11 @@ def load_runs(uri: str, experiments: list[str], sweep_dir: str | None = None, me
     """One row per (run, step): run_id, condition, seed, n_labels, `value` (the metric), cost, and each run's
     last recall and average precision (to explain a baseline that never learns).
 
-    A condition is named by the params that vary between runs, or by `keys` when given. Runs that are not
-    FINISHED and report runs are left out; of several finished runs of one condition and seed (a rerun), the
-    latest counts, so a seed is never counted twice."""
+    A condition is named by the params that vary between runs, or by `keys` when given. With `sweep_dir`, the
+    runs that sweep asked for: those it started (tagged with it) and those it found already finished (recorded
+    in its folder). Runs that are not FINISHED and report runs are left out; of several finished runs of one
+    condition and seed (a rerun), the latest counts, so a seed is never counted twice."""
+    from alexp.sweep import recorded_runs
     from alexp.tracking import client as tracking_client
     from alexp.tracking import store_exists
 
@@ -37,10 +39,12 @@ def load_runs(uri: str, experiments: list[str], sweep_dir: str | None = None, me
             raise AlexpError(f"no experiment {name!r} in {uri}; pass --experiment with one of "
                              f"{[e.name for e in client.search_experiments()]}")
         ids.append(exp.experiment_id)
+    asked = recorded_runs(sweep_dir) if sweep_dir is not None else set()
     runs = [r for r in client.search_runs(ids, "attributes.status = 'FINISHED'", max_results=50_000,
                                           order_by=["attributes.start_time DESC"])
             if r.data.tags.get("alexp.kind") != "report"
-            and (sweep_dir is None or _same_folder(r.data.tags.get("alexp.sweep_dir"), sweep_dir))]
+            and (sweep_dir is None or r.info.run_id in asked
+                 or _same_folder(r.data.tags.get("alexp.sweep_dir"), sweep_dir))]
     if not runs:
         raise AlexpError(f"no finished alexp runs in experiment(s) {experiments} of {uri}"
                          + (f" with sweep dir {sweep_dir}" if sweep_dir else ""))
