@@ -36,11 +36,23 @@ def write(report: Report, out: Path, title: str) -> list[Path]:
             files.append(out / f"{name}.parquet")
     baselines = set(report.reductions["baseline"].to_list()) if report.reductions.height else set()
     targets = ({report.settings.metric: report.settings.target} if report.settings.target is not None else
-               {b: t for b, t in zip(report.reductions["baseline"], report.reductions["target"])}
-               if report.reductions.height else {})
+               comparison_targets(report.reductions) if report.reductions.height else {})
     drawn = figures(report.curves, out, title, report.settings.metric, targets, baselines)
     (out / "report.md").write_text(markdown(report, f"alexp report: {title}", [f.name for f in drawn]))
     return [out / "report.md", *files, *drawn]
+
+
+def comparison_targets(reductions) -> dict[str, float]:
+    """The target line(s) to draw: one per baseline, or one per comparison where a baseline's comparisons (on
+    different seeds) have different targets."""
+    out = {}
+    for (base,), part in reductions.group_by("baseline", maintain_order=True):
+        distinct = set(part["target"].drop_nans().to_list())
+        if len(distinct) <= 1:
+            out[base] = part["target"][0]
+        else:
+            out.update({f"{base} vs {c}": t for c, t in zip(part["condition"], part["target"])})
+    return out
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -8,11 +8,16 @@ range of the values, so a kappa band stays inside kappa's range. The plain perce
 with few seeds (about 85% coverage at 5 seeds), so its tails are widened to match Student's t for a mean
 ("expanded percentile", Hesterberg 2015); with fewer than `MIN_SEEDS` seeds no interval is given at all.
 
-Labels-to-target is read off the *mean* curve, interpolated linearly in log labels between the last point
-below the target and the first at or above it. It is censored, never dropped: right-censored when the curve
-never reaches the target (the true value is beyond the last label count), left-censored when the first point
-already does (the true value is at most the first label count). `simulations/report_calibration` checks the
-reduction factor and its interval on curves whose answer is known.
+Labels-to-target is read off the *mean* curve's monotone fit (isotonic regression: a shoulder or a bump just
+under the target followed by a dip is pooled with the dip, so it does not count as a crossing), interpolated
+between schedule points by a monotone cubic in log labels. Where the schedule is coarse the interpolation itself
+errs, by an amount no number of seeds removes; its size is estimated as the gap between the cubic and a straight
+line, and each bootstrap resample's crossing is moved at random within it, so intervals keep their coverage as
+seeds grow. Labels-to-target is censored, never dropped: right-censored when the curve never reaches the target
+(the true value is beyond the last label count), left-censored when the first point already does (the true
+value is at most the first label count). Words that compare follow intervals only: a factor is "fewer labels"
+when its whole interval lies above 1. `simulations/report_calibration` checks the factor, its interval and the
+verdicts on curves of nine shapes whose answer is known.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import optimize, stats
+from scipy import interpolate, optimize, stats
 
 LEVEL = 0.95
 MIN_SEEDS = 3  # below this many (paired) seeds no interval is computed
@@ -30,6 +35,7 @@ RESAMPLES = 4000
 FRACTION = 0.95  # default target: this share of the baseline's plateau
 PLATEAU_POINTS = 3  # the plateau: the baseline's mean over its last this many label counts
 MIN_RISE = 0.05  # a baseline must rise this far above chance (or above its start) for a relative target
+NEAR_CHANCE = 0.15  # a relative target less than this far above chance is defined, with a warning
 
 OBSERVED, LEFT, RIGHT = 0, 1, 2  # censoring of a labels-to-target value
 
@@ -64,48 +70,114 @@ def mean_interval(values, level: float = LEVEL, seed: int | np.random.Generator 
     return mean, float(max(low, v.min())), float(min(high, v.max()))
 
 
-def quantile_interval(replicates: NDArray, n: int, level: float = LEVEL) -> tuple[float, float]:
-    """Expanded-percentile bounds of bootstrap replicates that may be 0 or infinite (censored): order statistics
-    (no interpolation, which is undefined between a finite and an infinite value); NaN replicates left out."""
+def quantile_interval(replicates: NDArray, n: int, level: float = LEVEL, expanded: bool = True
+                      ) -> tuple[float, float]:
+    """Percentile bounds of bootstrap replicates that may be 0 or infinite (censored): order statistics (no
+    interpolation, which is undefined between a finite and an infinite value); NaN replicates left out. The
+    tails are expanded for n seeds (`expanded_alpha`) unless the replicates were widened already (`scaled_means`)."""
     r = np.asarray(replicates, dtype=float)
     r = r[~np.isnan(r)]
     if n < MIN_SEEDS or len(r) == 0:
         return math.nan, math.nan
-    a = expanded_alpha(n, level)
+    a = expanded_alpha(n, level) if expanded else 1 - level
     low, high = np.quantile(r, [a / 2, 1 - a / 2], method="inverted_cdf")
     return float(low), float(high)
 
 
+def scaled_means(rng: np.random.Generator, *runs: NDArray, level: float = LEVEL) -> list[NDArray]:
+    """Bootstrap means of each `seeds x label counts` matrix over the same resampled seeds (paired), each
+    resample's deviation from the mean curve scaled by sqrt(n / (n - 1)) * t_{n-1} / z: for a mean the plain
+    percentile interval of these is Student's t interval, and for any smooth function of the mean curves (a
+    crossing, a target, their ratio) it reaches past the seeds' own range, which few seeds' resamples cannot."""
+    n = len(runs[0])
+    q = (1 + level) / 2
+    k = math.sqrt(n / (n - 1)) * stats.t.ppf(q, n - 1) / stats.norm.ppf(q)
+    idx = rng.integers(0, n, size=(RESAMPLES, n))
+    return [r.mean(axis=0) + k * (r[idx].mean(axis=1) - r.mean(axis=0)) for r in runs]
+
+
 # --- learning curves ----------------------------------------------------------------------------------------
 
-def crossings(labels: NDArray, curves: NDArray, targets) -> tuple[NDArray, NDArray]:
-    """Labels at which each curve (row of `curves`, on `labels`) first reaches its target, and the censoring.
+def monotone(curves: NDArray) -> NDArray:
+    """The least-squares nondecreasing fit of each row (isotonic regression with equal weights), by the min-max
+    formula fit_i = max_{j<=i} min_{k>=i} mean(y_j..y_k) (Robertson, Wright & Dykstra 1988), vectorised over rows:
+    thousands of bootstrap curves of a dozen points at once, equal to sklearn's IsotonicRegression row by row."""
+    y = np.atleast_2d(np.asarray(curves, dtype=float))
+    n = y.shape[1]
+    c = np.concatenate([np.zeros((len(y), 1)), np.cumsum(y, axis=1)], axis=1)
+    j, k = np.arange(n)[:, None], np.arange(n)[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        means = (c[:, None, 1:] - c[:, :n, None]) / (k - j + 1)  # [row, j, k]: mean of y_j..y_k
+    means[:, j > k] = np.inf
+    low = np.minimum.accumulate(means[:, :, ::-1], axis=2)[:, :, ::-1]  # [row, j, i]: min over k >= i
+    low[:, j > k] = -np.inf
+    return low.max(axis=1)
 
-    Interpolated linearly in log labels between the last point below the target and the first at or above it.
+
+STEPS = 64  # points per schedule interval at which the monotone spline is evaluated to find a crossing
+
+
+def crossings(labels: NDArray, curves: NDArray, targets, linear: bool = False) -> tuple[NDArray, NDArray]:
+    """Labels at which each curve (row of `curves`, on `labels`) reaches its target, and the censoring.
+
+    The crossing is read off the curve's monotone fit (`monotone`), so a shoulder or a bump just under the
+    target followed by a dip counts as not yet there, and a dip after a crossing does not undo it: a curve
+    reaches the target where its nondecreasing fit does. Between schedule points the fit is interpolated in log
+    labels by a monotone cubic (PCHIP), which follows a curve that bends as it levels off; `linear=True`
+    interpolates linearly instead (the two differ by `interpolation_error`).
     LEFT: the first point is already there (value = first label count, an upper bound); RIGHT: never (inf).
     A point at 0 labels (a scout's, before any label) is left out. Returns (values, status), each (rows,)."""
     labels = np.asarray(labels, dtype=float)
     keep = labels > 0
     labels, x = labels[keep], np.log(labels[keep])
-    c = np.atleast_2d(np.asarray(curves, dtype=float))[:, keep]
-    t = np.broadcast_to(np.asarray(targets, dtype=float), (len(c),))
-    above = c >= t[:, None] - 1e-12
+    fit = monotone(np.atleast_2d(np.asarray(curves, dtype=float))[:, keep])
+    t = np.broadcast_to(np.asarray(targets, dtype=float), (len(fit),))
+    above = fit >= t[:, None] - 1e-12
     hit = above.any(axis=1)
     first = above.argmax(axis=1)
-    values = np.full(len(c), np.inf)
+    values = np.full(len(fit), np.inf)
     status = np.where(hit, OBSERVED, RIGHT)
     left = hit & (first == 0)
     status[left], values[left] = LEFT, float(labels[0])
     rows = np.flatnonzero(hit & (first > 0))
-    i = first[rows]
-    y0, y1 = c[rows, i - 1], c[rows, i]
-    frac = (t[rows] - y0) / (y1 - y0)  # y0 < target <= y1
-    values[rows] = np.exp(x[i - 1] + frac * (x[i] - x[i - 1]))
+    if not len(rows):
+        return values, status
+    i, tr = first[rows], t[rows]
+    if linear or len(x) < 3:
+        y0, y1 = fit[rows, i - 1], fit[rows, i]
+        values[rows] = np.exp(x[i - 1] + (tr - y0) / (y1 - y0) * (x[i] - x[i - 1]))  # y0 < target <= y1
+        return values, status
+    coef = interpolate.PchipInterpolator(x, fit[rows], axis=1).c[:, i - 1, np.arange(len(rows))]  # (4, rows)
+    s = (x[i] - x[i - 1])[:, None] * np.linspace(0, 1, STEPS + 1)  # offsets within each row's interval
+    y = ((coef[0][:, None] * s + coef[1][:, None]) * s + coef[2][:, None]) * s + coef[3][:, None]
+    y[:, -1] = np.maximum(y[:, -1], tr)  # the interval's end is at or above the target (rounding aside)
+    j = np.maximum((y >= tr[:, None] - 1e-12).argmax(axis=1), 1)
+    k = np.arange(len(rows))
+    y0, y1, s0, s1 = y[k, j - 1], y[k, j], s[k, j - 1], s[k, j]
+    frac = np.where(y1 > y0, (tr - y0) / np.where(y1 > y0, y1 - y0, 1), 1.0)
+    at = s0 + np.clip(frac, 0, 1) * (s1 - s0)
+    for _ in range(3):  # Newton steps on the cubic, kept within the grid cell: exact to rounding
+        slope = (3 * coef[0] * at + 2 * coef[1]) * at + coef[2]
+        step = np.where(slope > 0, ((((coef[0] * at + coef[1]) * at + coef[2]) * at + coef[3]) - tr)
+                        / np.where(slope > 0, slope, 1), 0.0)
+        at = np.clip(at - step, s0, s1)
+    values[rows] = np.exp(x[i - 1] + at)
     return values, status
 
 
+def interpolation_error(labels: NDArray, curve: NDArray, target: float) -> float:
+    """How far, in log labels, the crossing of one mean curve moves between the monotone cubic and a straight
+    line between schedule points: the size of the error interpolation can make where the schedule is coarse
+    (0 when the crossing is censored or falls on a schedule point). The intervals are widened by it."""
+    (a,), (status,) = crossings(labels, curve, target)
+    if status != OBSERVED:
+        return 0.0
+    (b,), _ = crossings(labels, curve, target, linear=True)
+    return float(abs(np.log(a) - np.log(b)))
+
+
 def labels_to_target(labels: NDArray, curve: NDArray, target: float) -> tuple[float, int]:
-    """(labels at which one curve first reaches `target`, censoring status); see `crossings`."""
+    """(labels at which one curve reaches `target`, censoring status); see `crossings`."""
     values, status = crossings(labels, curve, target)
     return float(values[0]), int(status[0])
 
@@ -138,37 +210,65 @@ def target_problem(metric: str, curve: NDArray, points: int = PLATEAU_POINTS, mi
 
 def labels_interval(labels: NDArray, runs: NDArray, target: float, level: float = LEVEL,
                     seed: int | np.random.Generator | None = None) -> tuple[float, int, float, float]:
-    """Labels-to-target of the mean curve of `runs` (seeds x label counts) with its bootstrap interval over seeds:
+    """Labels-to-target of the mean curve of `runs` (seeds x label counts) with its interval: a bootstrap over
+    seeds, each resample's crossing moved at random within the interpolation error (`interpolation_error`), so
+    the interval keeps its coverage when many seeds leave the schedule's coarseness as the main error.
     (value, status, low, high); the interval's ends may be inf (resamples that never reach the target)."""
     runs = np.atleast_2d(np.asarray(runs, dtype=float))
     (value,), (status,) = crossings(labels, runs.mean(axis=0), target)
     if len(runs) < MIN_SEEDS:
         return float(value), int(status), math.nan, math.nan
-    boot = runs[_rng(seed).integers(0, len(runs), size=(RESAMPLES, len(runs)))].mean(axis=1)
-    low, high = quantile_interval(crossings(labels, boot, target)[0], len(runs), level)
+    rng = _rng(seed)
+    (boot,) = scaled_means(rng, runs, level=level)
+    jitter = _jitter(rng, interpolation_error(labels, runs.mean(axis=0), target))
+    low, high = quantile_interval(crossings(labels, boot, target)[0] * jitter, len(runs), level, expanded=False)
     return float(value), int(status), low, high
 
 
-def power_law_fit(labels: NDArray, curve: NDArray) -> dict[str, float] | None:
-    """Least-squares fit of a - b * n^-c to a mean curve (a diagnostic of the plateau): a, b, c, R^2, and the
-    plateau's share of the fitted asymptote; None when it does not converge or has too few points."""
+def _jitter(rng: np.random.Generator, error: float) -> NDArray:
+    """Factors exp(u), u uniform within +-`error` (log labels): where between schedule points a crossing lies."""
+    return np.exp(rng.uniform(-error, error, RESAMPLES))
+
+
+def power_law_fit(labels: NDArray, curve: NDArray, top: float = 1.0) -> dict[str, float] | None:
+    """Least-squares fit of a - b * n^-c to a mean curve (a diagnostic of the plateau): a, b, c, R^2, the
+    plateau's share of the fitted asymptote, and whether the asymptote sits on its bound. The asymptote is kept
+    within the metric's range, between the curve's best value and `top` (1 for kappa and the other scores):
+    a levelled curve leaves a and c unidentified, and an unbounded fit then runs a far past 1 (`at_bound`: a
+    is not identified, the curve gives no evidence of a higher asymptote). None when it does not converge or
+    has too few points."""
     x, y = np.asarray(labels, dtype=float), np.asarray(curve, dtype=float)
+    keep = x > 0
+    x, y = x[keep], y[keep]
     if len(x) < 4 or np.ptp(y) == 0:
         return None
-    scale = x[0]
+    scale, best = x[0], float(y.max())
+    top = max(top, best + 1e-6)
 
     def f(n, a, b, c):
         return a - b * (n / scale) ** -c
 
     try:
-        (a, b, c), _ = optimize.curve_fit(f, x, y, p0=(y[-1], max(y[-1] - y[0], 1e-3), 0.5),
-                                          bounds=([-np.inf, 0, 1e-3], [np.inf, np.inf, 5]), maxfev=5000)
+        (a, b, c), _ = optimize.curve_fit(f, x, y, p0=(min(best + 1e-3, top - 1e-9), max(best - y[0], 1e-3), 0.5),
+                                          bounds=([best, 0, 1e-3], [top, np.inf, 5]), maxfev=5000)
     except (RuntimeError, ValueError):
         return None
     resid = y - f(x, a, b, c)
     r2 = 1 - float(resid @ resid) / float(((y - y.mean()) ** 2).sum())
-    return {"a": float(a), "b": float(b), "c": float(c), "r2": r2,
+    return {"a": float(a), "b": float(b), "c": float(c), "r2": r2, "at_bound": bool(a >= top - 1e-6),
             "plateau_share": plateau(y) / a if a > 0 else math.nan}
+
+
+def rising(runs: NDArray, points: int = PLATEAU_POINTS, level: float = LEVEL, least: float = 0.01,
+           seed: int | np.random.Generator | None = None) -> tuple[bool, float, float, float]:
+    """Whether a curve is still rising at its end: its rise across the plateau's label counts (the last minus
+    the `points`-th last value, per seed) has an interval above 0 and a mean of at least `least` (a smaller
+    rise is too small to matter). (flag, mean rise, low, high); with fewer than MIN_SEEDS seeds no flag."""
+    runs = np.atleast_2d(np.asarray(runs, dtype=float))
+    if runs.shape[1] < 2:
+        return False, math.nan, math.nan, math.nan
+    mean, low, high = mean_interval(runs[:, -1] - runs[:, -min(points, runs.shape[1])], level, seed)
+    return bool(low > 0 and mean >= least), mean, low, high
 
 
 def aulc(labels: NDArray, curve: NDArray, log: bool = False, between: tuple[float, float] | None = None) -> float:
@@ -212,6 +312,7 @@ class Reduction:
     seeds_reached: int  # seeds whose own curve reaches the target (condition)
     base_seeds_reached: int
     per_seed_median: float  # diagnostic: median of per-seed ratios (NaN when censored seeds decide it)
+    interpolation: float = 0.0  # the interpolation error (log labels) the interval is widened by
 
     @property
     def defined(self) -> bool:
@@ -266,17 +367,21 @@ def reduction(base_labels: NDArray, base: NDArray, labels: NDArray, cond: NDArra
     factor = math.nan if bound == "n/a" else float(seen_b / seen_c)
     seed_b, seed_sb = crossings(base_labels, base, t)
     seed_c, seed_sc = crossings(labels, cond, t)
+    error = math.hypot(interpolation_error(base_labels, mb, t), interpolation_error(labels, mc, t))
     low = high = math.nan
     if n >= MIN_SEEDS:
-        idx = _rng(seed).integers(0, n, size=(RESAMPLES, n))
-        boot_b, boot_c = base[idx].mean(axis=1), cond[idx].mean(axis=1)
+        rng = _rng(seed)
+        boot_b, boot_c = scaled_means(rng, base, cond, level=level)
         boot_t = t if target is not None else fraction * plateau(boot_b, points)
         lows, highs = _ratios(*crossings(base_labels, boot_b, boot_t), base_labels[-1],
                               *crossings(labels, boot_c, boot_t), labels[-1])
-        low, high = quantile_interval(lows, n, level)[0], quantile_interval(highs, n, level)[1]
+        jitter = _jitter(rng, error)
+        low = quantile_interval(lows * jitter, n, level, expanded=False)[0]
+        high = quantile_interval(highs * jitter, n, level, expanded=False)[1]
     return Reduction(t, None, float(lb), int(sb), float(lc), int(sc), factor, bound, low, high, n,
                      int(np.sum(seed_sc != RIGHT)), int(np.sum(seed_sb != RIGHT)),
-                     censored_median(*_ratios(seed_b, seed_sb, base_labels[-1], seed_c, seed_sc, labels[-1])))
+                     censored_median(*_ratios(seed_b, seed_sb, base_labels[-1], seed_c, seed_sc, labels[-1])),
+                     error)
 
 
 def censored_median(lows: NDArray, highs: NDArray) -> float:
@@ -293,14 +398,22 @@ def censored_median(lows: NDArray, highs: NDArray) -> float:
 # --- paired comparisons -------------------------------------------------------------------------------------
 
 def paired(diffs, level: float = LEVEL, seed: int | np.random.Generator | None = None) -> dict[str, float]:
-    """Per-seed differences (condition - baseline): mean with its bootstrap interval, wins, losses and the
-    two-sided Wilcoxon signed-rank p-value (NaN when every difference is 0)."""
+    """Per-seed differences (condition - baseline): mean with its bootstrap interval, wins, losses, the
+    two-sided Wilcoxon signed-rank p-value (NaN when every difference is 0) and the smallest p it could give
+    at this many seeds (`smallest_p`)."""
     d = np.asarray(diffs, dtype=float)
     d = d[~np.isnan(d)]
     mean, low, high = mean_interval(d, level, seed)
     p = float(stats.wilcoxon(d).pvalue) if np.any(d != 0) else math.nan
     return {"seeds": len(d), "wins": int((d > 0).sum()), "losses": int((d < 0).sum()), "mean_diff": mean,
-            "diff_low": low, "diff_high": high, "wilcoxon_p": p}
+            "diff_low": low, "diff_high": high, "wilcoxon_p": p, "smallest_p": smallest_p(int(np.sum(d != 0)))}
+
+
+def smallest_p(seeds: int) -> float:
+    """The smallest two-sided p-value Wilcoxon's signed-rank test can give with this many nonzero paired
+    differences, all of one sign (exact: 2 / 2^n for small n): 0.0625 at 5 seeds, so no result of 5 seeds can
+    be significant at 0.05, whatever the data. NaN without a difference."""
+    return float(stats.wilcoxon(np.arange(1, seeds + 1)).pvalue) if seeds > 0 else math.nan
 
 
 def holm(pvalues) -> NDArray:

@@ -69,7 +69,7 @@ def summarize(runs: pl.DataFrame, pairs: list[tuple[str, str]], settings: Settin
     s = settings or Settings()
     table = curves(runs, s.level)
     conditions = table["condition"].unique(maintain_order=True).to_list()
-    reductions, comparisons, targets = [], [], {}
+    reductions, comparisons, targets, by_baseline = [], [], {}, {}
     notes = []
     for cond, base in pairs:
         if (found := compare(runs, cond, base, s)) is None:
@@ -78,15 +78,26 @@ def summarize(runs: pl.DataFrame, pairs: list[tuple[str, str]], settings: Settin
         row, comps = found
         reductions.append(row)
         comparisons += comps
-        targets[cond] = targets.setdefault(base, row["target"])
+        targets[cond] = row["target"]
+        by_baseline.setdefault(base, []).append(row)
+    for base, rows_of in by_baseline.items():  # the baseline's own row: its one target, if its comparisons share it
+        same = len({r["target"] for r in rows_of if not math.isnan(r["target"])}) <= 1
+        targets[base] = rows_of[0]["target"] if same else math.nan
+        if not same:
+            notes.append(f"`{base}` is compared on different seeds with different conditions, so each comparison "
+                         "takes its target from the baseline's seeds it shares: "
+                         + "; ".join(f"{r['target']:.3f} with `{r['condition']}` ({r['seeds']} seeds)"
+                                     for r in rows_of) + ". Run every condition on the same seeds for one target.")
     comparisons_df = pl.DataFrame(comparisons)
     if comparisons_df.height:
         comparisons_df = comparisons_df.with_columns(holm_p=pl.Series(stats.holm(comparisons_df["wilcoxon_p"])))
+        notes += significance_notes(comparisons_df)
     rows = [condition_row(runs, c, targets.get(c, s.target), s) for c in conditions]
     fits = [fit_row(runs, b, s) for b in dict.fromkeys(b for _, b in pairs)]
     report = Report(s, table, pl.DataFrame(rows), pl.DataFrame(reductions), comparisons_df, pl.DataFrame(fits))
     report.verdict = [verdict_line(r, s) for r in merge_identical_rows(reductions, runs)]
-    report.notes = list(dict.fromkeys([*notes, *(r["cause"] for r in reductions if r["cause"])]))
+    report.notes = list(dict.fromkeys([*notes, *(r["cause"] for r in reductions if r["cause"]),
+                                       *(w for r in reductions for w in r["warnings"])]))
     if stops is not None and stops.height:
         report.stopping = pl.DataFrame([stopping_row(runs, stops, c, rule, targets.get(c, s.target), s)
                                         for c in conditions
@@ -95,6 +106,20 @@ def summarize(runs: pl.DataFrame, pairs: list[tuple[str, str]], settings: Settin
         report.stopping_lines = [earliest_safe_rule(report.stopping.filter(pl.col("condition") == c), s)
                                  for c in conditions if report.stopping.filter(pl.col("condition") == c).height]
     return report
+
+
+def significance_notes(comparisons: pl.DataFrame) -> list[str]:
+    """A warning for each seed count at which no paired test of this report can reach p < 0.05."""
+    m = comparisons.height
+    notes = []
+    for n in sorted(set(comparisons["seeds"].to_list())):
+        least = stats.smallest_p(n)
+        if min(1.0, m * least) > 0.05:
+            notes.append(f"With {n} paired seeds the smallest two-sided Wilcoxon p is {least:.3g} (all seeds won or "
+                         f"all lost), {min(1.0, m * least):.3g} after Holm over {m} tests: no paired test here can "
+                         "reach p < 0.05 whatever the data, so a large p says nothing of a difference. Read the "
+                         "intervals and the wins, or run more seeds.")
+    return notes
 
 
 def stopping_row(runs: pl.DataFrame, stops: pl.DataFrame, condition: str, rule: str, target: float | None,
@@ -173,13 +198,17 @@ def compare(runs: pl.DataFrame, cond: str, base: str, s: Settings) -> tuple[dict
     bl, bv, _ = matrix(runs, base, seeds=common)
     cl, cv, _ = matrix(runs, cond, seeds=common)
     r = stats.reduction(bl, bv, cl, cv, s.metric, s.target, s.fraction, s.points, s.level)
+    still, rise, rise_low, rise_high = stats.rising(bv, s.points, s.level)
     row = {"condition": cond, "baseline": base, "target": r.target, "seeds": r.seeds,
            "baseline_labels": r.base_labels, "baseline_status": r.base_status, "labels": r.labels,
            "status": r.status, "reduction": r.factor, "bound": r.bound, "reduction_low": r.low,
            "reduction_high": r.high, "seeds_reached": r.seeds_reached, "baseline_seeds_reached": r.base_seeds_reached,
            "per_seed_median": r.per_seed_median, "problem": r.problem,
            "cause": cause(runs, base, r.problem, s.metric) if r.problem else None,
-           "baseline_max_labels": float(bl[-1]), "max_labels": float(cl[-1])}
+           "baseline_max_labels": float(bl[-1]), "max_labels": float(cl[-1]), "interpolation": r.interpolation,
+           "baseline_rising": still, "baseline_rise": rise, "baseline_rise_low": rise_low,
+           "baseline_rise_high": rise_high}
+    row["warnings"] = comparison_warnings(row, bv.mean(axis=0), s)
     between = (max(bl[0], cl[0]), min(bl[-1], cl[-1]))
     comps = []
     for measure, fn in ((f"AULC (log labels {between[0]:g}-{between[1]:g})",
@@ -188,6 +217,28 @@ def compare(runs: pl.DataFrame, cond: str, base: str, s: Settings) -> tuple[dict
         diffs = [fn(cl, c) - fn(bl, b) for c, b in zip(cv, bv)]
         comps.append({"condition": cond, "baseline": base, "measure": measure, **stats.paired(diffs, s.level)})
     return row, comps
+
+
+def comparison_warnings(r: dict, base_mean: np.ndarray, s: Settings) -> list[str]:
+    """What may mislead in one comparison's factor: a baseline still rising, a target barely above chance."""
+    out = []
+    if r["problem"]:
+        return out
+    if r["baseline_rising"]:
+        out.append(f"`{r['baseline']}` is still rising at its last label counts: {s.metric} "
+                   f"{r['baseline_rise']:+.3f} [{r['baseline_rise_low']:+.3f}, {r['baseline_rise_high']:+.3f}] over "
+                   f"its last {s.points} ({r['baseline_max_labels']:,.0f} labels), so its 'plateau' and the target "
+                   "are where its schedule stopped, not where it levels off. The factor against "
+                   f"`{r['condition']}` holds for this target only; with a longer baseline the target rises, and a "
+                   "condition that still reaches it usually saves more: read it as a lower bound at this schedule.")
+    if s.target is None:
+        level, name = stats.chance_level(s.metric, base_mean)
+        if r["target"] - level < stats.NEAR_CHANCE:
+            out.append(f"The target of `{r['condition']}` vs `{r['baseline']}` ({s.metric} {r['target']:.3f}) is "
+                       f"only {r['target'] - level:.3f} above {name}: the baseline barely learns, so a large factor "
+                       "says that the baseline is weak, not that the condition needs few labels for a useful "
+                       f"{s.metric}. Prefer an absolute --target.")
+    return out
 
 
 def cause(runs: pl.DataFrame, base: str, problem: str, metric: str) -> str:
@@ -204,13 +255,17 @@ def cause(runs: pl.DataFrame, base: str, problem: str, metric: str) -> str:
 
 
 def fit_row(runs: pl.DataFrame, base: str, s: Settings) -> dict:
-    """The plateau a target is taken from, beside a power-law fit's asymptote (is the baseline still rising?)."""
+    """The plateau a target is taken from, whether the baseline is still rising over it (a paired test of its
+    last `s.points` values), and a bounded power-law fit's asymptote beside it."""
     labels, values, _ = matrix(runs, base)
     mean = values.mean(axis=0)
     fit = stats.power_law_fit(labels, mean) or {}
+    still, rise, low, high = stats.rising(values, s.points, s.level)
     return {"baseline": base, "plateau": stats.plateau(mean, s.points), "plateau_points": s.points,
+            "rising": still, "rise": rise, "rise_low": low, "rise_high": high,
             "fit_asymptote": fit.get("a", math.nan), "fit_exponent": fit.get("c", math.nan),
-            "fit_r2": fit.get("r2", math.nan), "plateau_share": fit.get("plateau_share", math.nan)}
+            "fit_r2": fit.get("r2", math.nan), "fit_at_bound": fit.get("at_bound", False),
+            "plateau_share": fit.get("plateau_share", math.nan)}
 
 
 # --- words --------------------------------------------------------------------------------------------------
@@ -268,8 +323,26 @@ def merge_identical_rows(rows: list[dict], runs: pl.DataFrame) -> list[dict]:
     return merged
 
 
+def verdict_word(r: dict) -> tuple[str, str]:
+    """('fewer' | 'more' | '', why): what a reduction row lets the report say. Only the interval decides: fewer
+    labels when all of it is above 1, more labels when all of it is below 1, otherwise no clear difference."""
+    if r["problem"]:
+        return "", "the target is undefined"
+    if r["bound"] == "n/a":
+        return "", "neither reaches the target"
+    low, high = r["reduction_low"], r["reduction_high"]
+    if math.isnan(low):
+        return "", f"an interval needs at least {stats.MIN_SEEDS} paired seeds"
+    if low > 1:
+        return "fewer", "the interval lies above 1"
+    if high < 1:
+        return "more", "the interval lies below 1"
+    return "", f"the interval [{fmt_factor(low)}, {fmt_factor(high)}] includes 1"
+
+
 def verdict_line(r: dict, s: Settings) -> str:
-    """One sentence per comparison: whether and where the condition reaches the target, and the reduction."""
+    """One sentence per comparison: whether and where the condition reaches the target, and what the reduction's
+    interval lets us say (`verdict_word`)."""
     cond, base, m = f"**{r['condition']}**", f"`{r['baseline']}`", s.metric
     several = "(identical runs)" in r["condition"]
     reaches, does, its = ("reach", "do", "their") if several else ("reaches", "does", "its")
@@ -282,12 +355,16 @@ def verdict_line(r: dict, s: Settings) -> str:
     if r["bound"] == "n/a":
         return (f"- {cond} vs {base}: neither reaches the target ({rule}) within the labels run "
                 f"({need} and {base_need}); no reduction factor.")
+    word, why = verdict_word(r)
+    said = {"fewer": f"**fewer labels** ({why})", "more": f"**more labels** ({why})",
+            "": f"no clear difference ({why})"}[word]
+    bound = (" at this schedule's target: a lower bound, as the baseline is still rising"
+             if r.get("baseline_rising") else "")
     if r["status"] == stats.RIGHT:
         return (f"- {cond} {does} not reach the target ({rule}) within {its} {r['max_labels']:,.0f} labels; "
-                f"{base} needs {base_need}: reduction {reduction_text(r)}, a bound ({seeds}).")
-    verdict = "fewer labels" if r["reduction"] > 1 else "no fewer labels"
+                f"{base} needs {base_need}: {said}, reduction {reduction_text(r)}{bound} ({seeds}).")
     return (f"- {cond} {reaches} the target ({rule}) with {need} labels against {base_need} for {base}: "
-            f"{verdict}, reduction {reduction_text(r)} ({seeds}).")
+            f"{said}, reduction {reduction_text(r)}{bound} ({seeds}).")
 
 
 def markdown(report: Report, title: str, figure_names: list[str]) -> str:
@@ -304,8 +381,9 @@ def markdown(report: Report, title: str, figure_names: list[str]) -> str:
         lines += ["## Warnings", "", *[f"- {n}" for n in report.notes], ""]
     lines += ["## Conditions", "", f"Final {s.metric} at the condition's last label count; AULC: the area under the "
               "curve divided by its label range (its mean height), on linear and log labels; labels to target: "
-              "where the mean curve first reaches the target, interpolated in log labels (`> N`: never within N "
-              "labels; `<= N`: already at the first point), with how many seeds reach it on their own.", "",
+              "where the mean curve's monotone fit reaches the target, interpolated in log labels by a monotone "
+              "cubic (`> N`: never within N labels; `<= N`: already at the first point), its interval widened by "
+              "the interpolation error, with how many seeds reach it on their own.", "",
               f"| condition | seeds | labels | final {s.metric} | AULC | AULC (log) | target | labels to target | "
               "seeds reaching |", "|---|---|---|---|---|---|---|---|---|"]
     for r in report.conditions.iter_rows(named=True):
@@ -322,8 +400,11 @@ def markdown(report: Report, title: str, figure_names: list[str]) -> str:
                      f"{target_text} | {ltt} | {reaching} |")
     if report.reductions.height:
         lines += ["", "## Reduction factors", "", "The primary estimate: labels the baseline needs to reach the "
-                  "target divided by labels the condition needs, both read off the mean curves; its interval is a "
-                  "paired bootstrap over seeds that recomputes the target. `<` / `>`: one side never reaches the "
+                  "target divided by labels the condition needs, both read off the monotone fits of the mean curves "
+                  "(a shoulder or bump just under the target followed by a dip is not a crossing); its interval is a "
+                  "paired bootstrap over seeds that recomputes the target, widened by the interpolation error "
+                  "between schedule points. The verdict follows the interval alone: fewer labels when it lies above "
+                  "1, more when below, otherwise no clear difference. `<` / `>`: one side never reaches the "
                   "target, so the factor is a bound; an interval end of 0 or ∞: in that share of resamples the "
                   "condition or the baseline never reaches it. The per-seed median (ratios of each seed's own "
                   "labels-to-target, censored seeds included) is a diagnostic, not the estimate.", "",
@@ -338,25 +419,34 @@ def markdown(report: Report, title: str, figure_names: list[str]) -> str:
                          f"{fmt_labels(r['labels'], r['status'], r['max_labels'])} | {reduction_text(r)} | "
                          f"{r['seeds_reached']} / {r['baseline_seeds_reached']} of {r['seeds']} | {med} |")
     if report.fits.height:
-        lines += ["", "### Baselines' plateaus", "", f"The plateau (mean over the last {s.points} label counts) "
-                  "beside the asymptote a of a least-squares fit of a - b n^-c to the mean curve: a plateau well "
-                  "below the asymptote means the baseline was still rising when its labels ran out.", "",
-                  "| baseline | plateau | fitted asymptote | fit R² | plateau / asymptote |", "|---|---|---|---|---|"]
+        lines += ["", "### Baselines' plateaus", "", f"The plateau (mean over the last {s.points} label counts); "
+                  "whether the baseline is still rising across them (its per-seed rise from the first to the last "
+                  f"of them, with its interval: rising when the interval is above 0 and the rise at least 0.01); and "
+                  "the asymptote a of a least-squares fit of a - b n^-c to the mean curve, kept between the curve's "
+                  "best value and 1 (`1 (bound)`: the fit wants more, which a levelled curve does not identify).",
+                  "", "| baseline | plateau | rise over its plateau | still rising | fitted asymptote | fit R² |",
+                  "|---|---|---|---|---|---|"]
         for r in report.fits.iter_rows(named=True):
-            fit = "no fit" if math.isnan(r["fit_asymptote"]) else f"{r['fit_asymptote']:.3f}"
-            lines.append(f"| {r['baseline']} | {r['plateau']:.3f} | {fit} | {r['fit_r2']:.3f} | "
-                         f"{r['plateau_share']:.1%} |".replace("nan%", "–").replace("| nan |", "| – |"))
+            fit = ("no fit" if math.isnan(r["fit_asymptote"]) else
+                   f"{r['fit_asymptote']:.3f}" + (" (bound)" if r["fit_at_bound"] else ""))
+            rise = "–" if math.isnan(r["rise"]) else interval(r["rise"], r["rise_low"], r["rise_high"], seeds=0)
+            r2 = "–" if math.isnan(r["fit_r2"]) else f"{r['fit_r2']:.3f}"
+            lines.append(f"| {r['baseline']} | {r['plateau']:.3f} | {rise} | {'yes' if r['rising'] else 'no'} | "
+                         f"{fit} | {r2} |")
     if report.comparisons.height:
         lines += ["", "## Paired comparisons", "", "Per-seed differences condition − baseline on runs with the same "
                   "seed (same split, initial set and oracle answers): the mean with its bootstrap interval, wins and "
-                  "losses, Wilcoxon's signed-rank p-value, and the same p-value Holm-adjusted over every comparison "
-                  "in this report. AULC is compared on the label range both conditions cover.", "",
+                  "losses, Wilcoxon's signed-rank p-value, the same p-value Holm-adjusted over every comparison "
+                  "in this report, and the smallest p the test can give at this many seeds (every seed won or every "
+                  "seed lost): where that is above 0.05, no result can be significant. AULC is compared on the "
+                  "label range both conditions cover.", "",
                   "| condition | baseline | measure | seeds | wins / losses | mean difference | Wilcoxon p | "
-                  "Holm p |", "|---|---|---|---|---|---|---|---|"]
+                  "Holm p | smallest possible p |", "|---|---|---|---|---|---|---|---|---|"]
         for r in report.comparisons.iter_rows(named=True):
             diff = interval(r["mean_diff"], r["diff_low"], r["diff_high"], seeds=r["seeds"])
             lines.append(f"| {r['condition']} | {r['baseline']} | {r['measure']} | {r['seeds']} | "
-                         f"{r['wins']} / {r['losses']} | {diff} | {r['wilcoxon_p']:.3g} | {r['holm_p']:.3g} |")
+                         f"{r['wins']} / {r['losses']} | {diff} | {r['wilcoxon_p']:.3g} | {r['holm_p']:.3g} | "
+                         f"{r['smallest_p']:.3g} |")
     if report.stopping.height:
         lines += ["", "## Stopping rules", "", "What each rule would have spent and lost had it ended the run: "
                   "labels at stop (median over seeds; in brackets the 10th and 90th percentile seeds' own values; "
