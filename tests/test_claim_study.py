@@ -51,10 +51,15 @@ def test_the_verdict_is_non_inferiority_at_the_stated_margin(low, high, verdict)
 
 
 def test_money_factor_divides_the_reduction_by_the_price_ratio():
-    row = {"problem": "", "bound": "", "reduction": 20.0}
+    row = {"problem": "", "bound": "", "reduction": 20.0, "reduction_low": math.nan, "reduction_high": math.nan}
     assert claim.money_text(row, 10) == "2.00" and claim.money_text(row, 40) == "0.50"
     assert claim.money_text({**row, "bound": "<"}, 40) == "< 0.50"
     assert claim.money_text({**row, "problem": "flat baseline"}, 10) == "–"
+    # Which side is cheaper follows the interval, never the point estimate.
+    row = {**row, "reduction_low": 12.0, "reduction_high": 30.0}
+    assert claim.money_text(row, 10) == "2.00 [1.20, 3.00]: experts cheaper"
+    assert claim.money_text(row, 20) == "1.00 [0.60, 1.50]: no clear difference"
+    assert claim.money_text(row, 40) == "0.50 [0.30, 0.75]: crowd cheaper"
 
 
 def test_only_the_primary_arm_evaluates_the_stopping_rules():

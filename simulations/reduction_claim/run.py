@@ -208,10 +208,25 @@ def mean_ci(values) -> str:
 
 
 def money_text(r: dict | None, ratio: float) -> str:
-    """A reduction factor divided by an expert:crowd price ratio, as text ('–' where the factor is undefined)."""
+    """A reduction factor divided by an expert:crowd price ratio, with its interval and what the interval lets
+    us say: experts cheaper (all of it above 1), crowd cheaper (all below 1), or no clear difference ('–' where
+    the factor is undefined)."""
     if r is None or r["problem"] or r["bound"] == "n/a" or math.isnan(r["reduction"]):
         return "–"
-    return f"{r['bound']} {r['reduction'] / ratio:.2f}".strip()
+    point = f"{r['bound']} {r['reduction'] / ratio:.2f}".strip()
+    if math.isnan(r["reduction_low"]):
+        return point
+    low, high = r["reduction_low"] / ratio, r["reduction_high"] / ratio
+    word = "experts cheaper" if low > 1 else "crowd cheaper" if high < 1 else "no clear difference"
+    return f"{point} [{tables.fmt_factor(low)}, {tables.fmt_factor(high)}]: {word}"
+
+
+def reduction_verdict(r: dict | None) -> str:
+    """The report's words for a reduction row: fewer / more labels, or no clear difference, by its interval."""
+    if r is None:
+        return "–"
+    word, why = tables.verdict_word(r)
+    return {"fewer": "fewer labels", "more": "more labels", "": f"no clear difference ({why})"}[word]
 
 
 def verdict_of(p: dict, margin: float) -> str:
@@ -375,19 +390,20 @@ def section(study, uri: str, experiment: str, title: str, about: str, info: dict
     if rep.reductions.height:
         ratios = list(study.cost_ratios)
         lines += ["", f"Labels to the target (95% of `{pb}`'s plateau) and the reduction factor (crowd judgments / "
-                  "expert judgments to reach it; paired bootstrap interval). At an expert:crowd price ratio R, "
-                  "experts are cheaper for the same agreement only if the factor exceeds R; the money factor is "
-                  "factor / R.", "",
-                  "| condition | target | crowd needs | condition needs | reduction factor | seeds reaching | "
-                  + " | ".join(f"money factor at {r}x" for r in ratios) + " |", "|---|---|---|---|---|---|"
-                  + "---|" * len(ratios)]
+                  "expert judgments to reach it; paired bootstrap interval; the verdict follows the interval). At "
+                  "an expert:crowd price ratio R, experts are cheaper for the same agreement only if the whole "
+                  "interval of the factor exceeds R; the money factor is factor / R.", "",
+                  "| condition | target | crowd needs | condition needs | reduction factor | verdict | "
+                  "seeds reaching | " + " | ".join(f"money factor at {r}x" for r in ratios) + " |",
+                  "|---|---|---|---|---|---|---|" + "---|" * len(ratios)]
         for r in rep.reductions.iter_rows(named=True):
             money = [money_text(r, x) for x in ratios]
             target = "undefined" if r["problem"] else f"{r['target']:.3f}"
             lines.append(f"| {r['condition']} | {target} | "
                          f"{tables.fmt_labels(r['baseline_labels'], r['baseline_status'], r['baseline_max_labels'])} | "
                          f"{tables.fmt_labels(r['labels'], r['status'], r['max_labels'])} | "
-                         f"{tables.reduction_text(r)} | {r['seeds_reached']}/{r['seeds']} | "
+                         f"{tables.reduction_text(r)} | {reduction_verdict(r)} | "
+                         f"{r['seeds_reached']}/{r['seeds']} | "
                          + " | ".join(money) + " |")
 
     # boundary_pairs fidelity, beside the other strategies' distance from the threshold
@@ -579,8 +595,9 @@ def write_results(study, uri: str, sections: list[dict], command: str, meta: dic
                        f"{tables.reduction_text(r) if r else '–'} | " + " | ".join(money) + " |")
     verdict += ["", "The reduction factor is crowd judgments over expert judgments to reach 95% of the crowd's plateau "
                 "(paired bootstrap interval; `<` a bound when the expert arm does not get there within its budget). "
-                "The money factor divides it by the expert:crowd price ratio: above 1, the experts are cheaper for "
-                "the same agreement; below 1, the crowd is."]
+                "The money factor divides it and its interval by the expert:crowd price ratio: the experts are "
+                "cheaper for the same agreement only where the whole interval lies above 1, the crowd where it "
+                "lies below 1; otherwise there is no clear difference."]
     reps = [(s, sec) for s, sec in built if sec.primary and s.get("replicate")]
     if reps:
         verdict += ["", "Per-review replicates of the Cohen data (exploratory, same comparison at their budget):", "",
