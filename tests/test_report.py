@@ -225,7 +225,8 @@ def test_curves_condition_table_and_reduction_on_known_histories(store):
     assert (f"**fewer labels** (the interval lies above 1), reduction >= {r['reduction']:.2f} [{low:.2f}, ∞]"
             in report.verdict[0])
     # random rises 0.4 over its only 3 label counts in every seed: flagged, and the factor read as a lower bound.
-    assert r["baseline_rising"] and "a lower bound, as the baseline is still rising" in report.verdict[0]
+    assert r["baseline_rising"]
+    assert "(a lower bound at this schedule: the baseline is still rising)" in report.verdict[0]
     assert any("`acquisition=random` is still rising" in n for n in report.notes)
 
 
@@ -510,7 +511,7 @@ def test_a_still_rising_baseline_is_flagged_and_a_levelled_one_is_not(tmp_path):
     report = report_of(make_store(tmp_path / "rising", rising, steps))
     (r,) = report.reductions.iter_rows(named=True)
     assert r["baseline_rising"] and r["baseline_rise"] == pytest.approx(0.215)  # 0.55 + 0.015 - 0.35
-    assert "a lower bound, as the baseline is still rising" in report.verdict[0]
+    assert "(a lower bound at this schedule: the baseline is still rising)" in report.verdict[0]
     assert any("still rising at its last label counts" in n and "lower bound" in n for n in report.notes)
     assert report.fits.row(0, named=True)["rising"]
     levelled = {"random": {s: [0.05, 0.3, 0.5, 0.55, 0.56 + 0.01 * s, 0.55 + 0.005 * s] for s in range(4)},

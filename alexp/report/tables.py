@@ -228,9 +228,9 @@ def comparison_warnings(r: dict, base_mean: np.ndarray, s: Settings) -> list[str
         out.append(f"`{r['baseline']}` is still rising at its last label counts: {s.metric} "
                    f"{r['baseline_rise']:+.3f} [{r['baseline_rise_low']:+.3f}, {r['baseline_rise_high']:+.3f}] over "
                    f"its last {s.points} ({r['baseline_max_labels']:,.0f} labels), so its 'plateau' and the target "
-                   "are where its schedule stopped, not where it levels off. The factor against "
-                   f"`{r['condition']}` holds for this target only; with a longer baseline the target rises, and a "
-                   "condition that still reaches it usually saves more: read it as a lower bound at this schedule.")
+                   "are where its schedule stopped, not where it levels off. A factor against it holds for this "
+                   "target only; with a longer baseline the target rises, and a condition that still reaches it "
+                   "usually saves more: read each factor as a lower bound at this schedule.")
     if s.target is None:
         level, name = stats.chance_level(s.metric, base_mean)
         if r["target"] - level < stats.NEAR_CHANCE:
@@ -358,8 +358,7 @@ def verdict_line(r: dict, s: Settings) -> str:
     word, why = verdict_word(r)
     said = {"fewer": f"**fewer labels** ({why})", "more": f"**more labels** ({why})",
             "": f"no clear difference ({why})"}[word]
-    bound = (" at this schedule's target: a lower bound, as the baseline is still rising"
-             if r.get("baseline_rising") else "")
+    bound = " (a lower bound at this schedule: the baseline is still rising)" if r.get("baseline_rising") else ""
     if r["status"] == stats.RIGHT:
         return (f"- {cond} {does} not reach the target ({rule}) within {its} {r['max_labels']:,.0f} labels; "
                 f"{base} needs {base_need}: {said}, reduction {reduction_text(r)}{bound} ({seeds}).")
