@@ -186,13 +186,15 @@ def test_the_power_law_fit_recovers_a_known_asymptote():
 @pytest.mark.parametrize("shape", ["shoulder", "shift x1", "still rising", "logistic"])
 def test_calibration_by_simulation_covers_the_true_reduction(shape):
     """Known learning curves of the shapes that broke the report before (issue 29): at 20 seeds the 95% interval
-    covers the true reduction in 90-99% of 120 studies, and at most 5% of verdicts are false."""
+    covers the true reduction in at least 90% of 120 studies, at most 5% of verdicts are false, and the intervals
+    are not so wide that they say nothing: where the truth is not 1, most studies get a verdict."""
     sys.path.insert(0, str(__import__("conftest").ROOT / "simulations" / "report_calibration"))
     from run import calibrate
 
     result = calibrate(shape, 120, 20)
-    assert 0.90 <= result["coverage"] <= 0.99 and result["false"] <= 0.05, result
-    assert result["scored"] >= 100, result
+    assert result["coverage"] >= 0.90 and result["false"] <= 0.05, result
+    assert result["scored"] >= 100 and result["median_rel_error"] <= 0.2, result
+    assert result["verdicts"] >= (0.0 if shape == "shift x1" else 0.3), result
 
 
 # --- the report on MLflow runs -------------------------------------------------------------------------------
