@@ -43,6 +43,16 @@ def test_every_baseline_is_scheduled_at_every_curated_point():
         assert set(STUDY.budgets.curated) <= set(arms[name].overrides)
 
 
+@pytest.mark.parametrize("pool", [974, 896, 300, 12_000])
+def test_the_crowd_schedule_ends_at_the_whole_pool_however_small(pool):
+    """Issue 30: pools under crowd_schedule.from (1,000) stopped the crowd at the curated budget's 300 labels."""
+    points = claim.curated_points(list(STUDY.budgets.replicate))
+    crowd = claim.crowd_points(points, STUDY, pool)
+    assert crowd[-1] == pool and crowd == sorted(set(crowd))
+    assert {p for p in points if p <= pool} <= set(crowd)
+    assert len([c for c in crowd if c > max(points)]) >= (1 if pool > max(points) else 0)
+
+
 @pytest.mark.parametrize("low, high, verdict", [(-0.01, 0.05, "holds"), (-0.02, 0.0, "holds"),
                                                 (-0.10, -0.03, "fails"), (-0.05, 0.01, "cannot tell at this pool size"),
                                                 (math.nan, math.nan, "cannot tell (too few seeds)")])

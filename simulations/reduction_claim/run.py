@@ -64,10 +64,13 @@ def curated_points(budget: list[str]) -> list[int]:
 
 
 def crowd_points(points: list[int], study, last: int) -> list[int]:
-    """The random crowd arms' judgment counts: every curated point, then log-spaced up to `last`."""
-    tail = log_schedule(study.crowd_schedule["from"], last, study.crowd_schedule.per_decade) \
-        if last > study.crowd_schedule["from"] else []
-    return sorted({p for p in points if p <= last} | set(tail))
+    """The random crowd arms' judgment counts: every curated point, then log-spaced up to `last` (the whole pool,
+    or max_labels), which always ends the schedule: a pool smaller than `crowd_schedule.from` continues from the
+    last curated point, so the crowd's plateau is never read off the curated budget's end."""
+    within = [p for p in points if p <= last]
+    start = study.crowd_schedule["from"] if last > study.crowd_schedule["from"] else max(within, default=1)
+    tail = log_schedule(start, last, study.crowd_schedule.per_decade) if last > start else [last]
+    return sorted(set(within) | set(tail))
 
 
 def schedule(counts: list[int]) -> str:
