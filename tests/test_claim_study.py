@@ -4,6 +4,7 @@ import importlib.util
 import math
 import sys
 
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
@@ -53,11 +54,37 @@ def test_the_crowd_schedule_ends_at_the_whole_pool_however_small(pool):
     assert len([c for c in crowd if c > max(points)]) >= (1 if pool > max(points) else 0)
 
 
-@pytest.mark.parametrize("low, high, verdict", [(-0.01, 0.05, "holds"), (-0.02, 0.0, "holds"),
-                                                (-0.10, -0.03, "fails"), (-0.05, 0.01, "cannot tell at this pool size"),
-                                                (math.nan, math.nan, "cannot tell (too few seeds)")])
-def test_the_verdict_is_non_inferiority_at_the_stated_margin(low, high, verdict):
-    assert claim.verdict_of({"diff_low": low, "diff_high": high}, 0.02) == verdict
+@pytest.mark.parametrize("center, verdict", [
+    (0.01, "holds"), (-0.012, "worse but within the margin"), (-0.06, "fails"),
+    (-0.025, "worse, inconclusive against the margin at 20 seeds"), (-0.01, "inconclusive at 20 seeds")])
+def test_each_verdict_category_from_hand_built_differences(center, verdict):
+    """Issue 30: 'cannot tell at this pool size' was said of an interval that excluded 0 and of a 1M pool."""
+    spread = 0.06 if verdict.startswith("inconclusive") else 0.004 if "within" in verdict else 0.02
+    diffs = center + spread * np.linspace(-1, 1, 20)  # mean `center`, interval about center +- spread / 2
+    r = claim.verdict_row(dict(enumerate(diffs)), dict.fromkeys(range(20), 0.0), 0.02)
+    assert r["verdict"] == verdict, r
+    low, high = r["diff_low"], r["diff_high"]
+    expected = ("fails" if high < -0.02 else "worse but within the margin" if low > -0.02 and high < 0 else
+                "holds" if low > -0.02 else "worse, inconclusive against the margin at 20 seeds" if high < 0 else
+                "inconclusive at 20 seeds")
+    assert verdict == expected  # the words follow the interval
+
+
+def test_too_few_seeds_give_no_verdict():
+    r = claim.verdict_row({0: 0.1, 1: 0.1}, {0: 0.0, 1: 0.0}, 0.02)
+    assert r["verdict"] == "inconclusive: an interval needs 3 seeds"
+
+
+def test_the_adjusted_p_and_the_verdict_agree_where_adjustment_changes_the_answer():
+    """Issue 30: Holm adjusted Wilcoxon p-values for 'difference = 0' while verdicts read unadjusted intervals
+    against -0.02. Here one verdict of a family of 4 holds alone but not among 4: the widened interval reaches
+    past -margin, and the adjusted p says the same."""
+    diffs = 0.06 * np.linspace(-1, 1, 20)  # mean 0, sd 0.036: the 95% interval ends above -0.02, the 98.75% below
+    alone = claim.verdict_row(dict(enumerate(diffs)), dict.fromkeys(range(20), 0.0), 0.02, family=1)
+    among = claim.verdict_row(dict(enumerate(diffs)), dict.fromkeys(range(20), 0.0), 0.02, family=4)
+    assert alone["verdict"] == "holds" and alone["p_holds"] < 0.025 < among["p_holds"], (alone, among)
+    assert among["verdict"] == "inconclusive at 20 seeds" and among["diff_low"] < -0.02 < alone["diff_low"]
+    assert among["p_holds"] == pytest.approx(min(1, 4 * alone["p_holds"]))
 
 
 def test_money_factor_divides_the_reduction_by_the_price_ratio():

@@ -416,6 +416,55 @@ def smallest_p(seeds: int) -> float:
     return float(stats.wilcoxon(np.arange(1, seeds + 1)).pvalue) if seeds > 0 else math.nan
 
 
+def noninferiority(diffs, margin: float, family: int = 1, level: float = LEVEL,
+                    seed: int | np.random.Generator | None = None) -> dict[str, float]:
+    """The numbers a non-inferiority verdict on per-seed differences (condition - baseline) rests on, one of a
+    `family` of such verdicts (Bonferroni: each at level 1 - (1 - level) / family, so the family's chance of any
+    false claim stays within 1 - level).
+
+    From one set of t-scaled bootstrap means of the difference (`scaled_means`): the interval at the family's
+    level, and three one-sided p-values, each times `family` (capped at 1): `p_holds` of "the difference is at
+    most -margin" (small: the condition is within the margin), `p_fails` of "at least -margin" (small: it is
+    worse by more than the margin) and `p_worse` of "at least 0" (small: it is worse at all). A p-value is below
+    (1 - level) / 2 exactly when the interval's end lies past its bound, so the adjusted p-values and the
+    interval never disagree. NaN with fewer than MIN_SEEDS seeds."""
+    d = np.asarray(diffs, dtype=float)
+    d = d[~np.isnan(d)]
+    out = {"seeds": len(d), "mean_diff": float(d.mean()) if len(d) else math.nan, "family": family}
+    nan = dict.fromkeys(("diff_low", "diff_high", "p_holds", "p_fails", "p_worse"), math.nan)
+    if len(d) < MIN_SEEDS:
+        return {**out, **nan}
+    if np.ptp(d) == 0:
+        boot = np.full(RESAMPLES, d[0])
+    else:
+        (boot,) = scaled_means(_rng(seed), d[:, None], level=level)
+        boot = boot[:, 0]
+    tail = (1 - level) / 2 / family
+    low, high = np.quantile(boot, [tail, 1 - tail], method="inverted_cdf")
+
+    def p(share: float) -> float:
+        return float(min(1.0, share * family))
+
+    return {**out, "diff_low": float(low), "diff_high": float(high), "p_holds": p(np.mean(boot <= -margin)),
+            "p_fails": p(np.mean(boot >= -margin)), "p_worse": p(np.mean(boot >= 0))}
+
+
+def noninferiority_verdict(r: dict, level: float = LEVEL) -> str:
+    """The verdict in words from `noninferiority`'s adjusted p-values (equivalently, its interval): fails
+    (worse by more than the margin), holds, experts worse but within the margin, experts worse but inconclusive
+    against the margin, or inconclusive at this many seeds."""
+    tail = (1 - level) / 2
+    if math.isnan(r["p_holds"]):
+        return f"inconclusive: an interval needs {MIN_SEEDS} seeds"
+    if r["p_fails"] < tail:
+        return "fails"
+    if r["p_holds"] < tail:
+        return "worse but within the margin" if r["p_worse"] < tail else "holds"
+    if r["p_worse"] < tail:
+        return f"worse, inconclusive against the margin at {r['seeds']} seeds"
+    return f"inconclusive at {r['seeds']} seeds"
+
+
 def holm(pvalues) -> NDArray:
     """Holm's step-down adjustment of p-values for the family they form (NaN values left as they are)."""
     p = np.asarray(pvalues, dtype=float)
