@@ -575,3 +575,17 @@ def test_a_sweep_counts_the_runs_it_found_already_finished(alexp, tmp_path):
         assert sorted(load_runs(uri, ["alexp"], str(tmp_path / folder))["seed"].unique()) == seeds, folder
     out = alexp("report", "--sweep-dir", "third", "--no-log", cwd=tmp_path).stdout
     assert "| all runs | 2 |" in out
+
+
+def test_the_noninferiority_p_values_and_interval_never_disagree():
+    """Issue 30: the adjusted p and the verdict must agree; both come from the same bootstrap-t resamples."""
+    rng = np.random.default_rng(0)
+    for i in range(200):
+        d = rng.normal(rng.uniform(-0.05, 0.03), 0.03, int(rng.integers(3, 30)))
+        for family in (1, 4):
+            r = stats.noninferiority(d, 0.02, family, seed=i)
+            assert (r["p_holds"] < 0.025) == (r["diff_low"] > -0.02)
+            assert (r["p_fails"] < 0.025) == (r["diff_high"] < -0.02)
+            assert (r["p_worse"] < 0.025) == (r["diff_high"] < 0)
+    agree = stats.noninferiority([0.01] * 5, 0.02)
+    assert agree["diff_low"] == agree["diff_high"] == 0.01 and stats.noninferiority_verdict(agree) == "holds"

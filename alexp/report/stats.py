@@ -422,31 +422,44 @@ def noninferiority(diffs, margin: float, family: int = 1, level: float = LEVEL,
     `family` of such verdicts (Bonferroni: each at level 1 - (1 - level) / family, so the family's chance of any
     false claim stays within 1 - level).
 
-    From one set of t-scaled bootstrap means of the difference (`scaled_means`): the interval at the family's
-    level, and three one-sided p-values, each times `family` (capped at 1): `p_holds` of "the difference is at
-    most -margin" (small: the condition is within the margin), `p_fails` of "at least -margin" (small: it is
-    worse by more than the margin) and `p_worse` of "at least 0" (small: it is worse at all). A p-value is below
-    (1 - level) / 2 exactly when the interval's end lies past its bound, so the adjusted p-values and the
+    A studentized (bootstrap-t) interval of the mean difference: the resampled t = (mean* - mean) / se* replaces
+    Student's t, which keeps its coverage where the differences are skewed (a few seeds far below the rest),
+    where a percentile interval claims non-inferiority up to 4x too often (`simulations/report_calibration`).
+    From the same resamples, three one-sided p-values, each times `family` (capped at 1): `p_holds` of "the
+    difference is at most -margin" (small: the condition is within the margin), `p_fails` of "at least -margin"
+    (small: worse by more than the margin) and `p_worse` of "at least 0" (small: worse at all). A p-value is
+    below (1 - level) / 2 exactly when the interval's end lies past its bound, so the adjusted p-values and the
     interval never disagree. NaN with fewer than MIN_SEEDS seeds."""
     d = np.asarray(diffs, dtype=float)
     d = d[~np.isnan(d)]
-    out = {"seeds": len(d), "mean_diff": float(d.mean()) if len(d) else math.nan, "family": family}
-    nan = dict.fromkeys(("diff_low", "diff_high", "p_holds", "p_fails", "p_worse"), math.nan)
-    if len(d) < MIN_SEEDS:
-        return {**out, **nan}
-    if np.ptp(d) == 0:
-        boot = np.full(RESAMPLES, d[0])
-    else:
-        (boot,) = scaled_means(_rng(seed), d[:, None], level=level)
-        boot = boot[:, 0]
+    n = len(d)
+    out = {"seeds": n, "mean_diff": float(d.mean()) if n else math.nan, "family": family}
+    if n < MIN_SEEDS:
+        return {**out, **dict.fromkeys(("diff_low", "diff_high", "p_holds", "p_fails", "p_worse"), math.nan)}
+    mean, se = float(d.mean()), float(d.std(ddof=1) / math.sqrt(n))
     tail = (1 - level) / 2 / family
-    low, high = np.quantile(boot, [tail, 1 - tail], method="inverted_cdf")
+    if se == 0:  # every seed agrees: the difference is known
+        low = high = mean
 
-    def p(share: float) -> float:
-        return float(min(1.0, share * family))
+        def share(bound: float, above: bool) -> float:
+            return float(mean >= bound if above else mean <= bound)
+    else:
+        x = d[_rng(seed).integers(0, n, size=(RESAMPLES, n))]
+        scale = x.std(axis=1, ddof=1) / math.sqrt(n)
+        t = np.sort((x.mean(axis=1)[scale > 0] - mean) / scale[scale > 0])  # resampled studentized means
+        j = max(math.ceil(tail * len(t)) - 1, 0)  # order statistics chosen so that the p-values below agree
+        low, high = mean - se * float(t[len(t) - 1 - j]), mean - se * float(t[j])
 
-    return {**out, "diff_low": float(low), "diff_high": float(high), "p_holds": p(np.mean(boot <= -margin)),
-            "p_fails": p(np.mean(boot >= -margin)), "p_worse": p(np.mean(boot >= 0))}
+        def share(bound: float, above: bool) -> float:
+            """Bootstrap-t p of 'the mean is at most (above=False) / at least (above=True) `bound`'."""
+            z = (mean - bound) / se
+            return float(np.mean(t >= z) if not above else np.mean(t <= z))
+
+    def p(value: float) -> float:
+        return float(min(1.0, value * family))
+
+    return {**out, "diff_low": float(low), "diff_high": float(high), "p_holds": p(share(-margin, False)),
+            "p_fails": p(share(-margin, True)), "p_worse": p(share(0.0, True))}
 
 
 def noninferiority_verdict(r: dict, level: float = LEVEL) -> str:
