@@ -274,7 +274,7 @@ DIFFERENCES = {  # per-seed kappa differences with mean 0 and sd 0.03, before th
 
 def verdict_interval(kind: str, seeds: int, studies: int, seed: int = 0) -> dict[str, float]:
     """The interval a non-inferiority verdict reads (`stats.noninferiority`: the mean per-seed difference with
-    its t-scaled bootstrap interval) on differences whose true mean sits exactly at -MARGIN: its coverage, and
+    its bootstrap-t interval) on differences whose true mean sits exactly at -MARGIN: its coverage, and
     how often the verdict says "holds" (or "worse but within the margin") or "fails", each false here."""
     rng = np.random.default_rng([seed, seeds, list(DIFFERENCES).index(kind)])
     covered = holds = fails = 0
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
             print(lines[-1], flush=True)
     if args.verdict_studies:
         lines += ["", "The interval the claim study's non-inferiority verdict reads (the mean per-seed difference in "
-                  "kappa with its t-scaled bootstrap interval), on differences whose true mean is exactly at the margin "
+                  "kappa with its bootstrap-t interval), on differences whose true mean is exactly at the margin "
                   f"(-{MARGIN}; sd 0.03): its coverage, and the share of studies that say 'holds' or 'fails', both "
                   f"false there (a one-sided error each, 2.5% by design). {args.verdict_studies} studies per row.",
                   "", "| differences | seeds | coverage | 'holds' (false) | 'fails' (false) |", "|---|---|---|---|---|"]
