@@ -94,7 +94,8 @@ def summarize(runs: pl.DataFrame, pairs: list[tuple[str, str]], settings: Settin
         notes += significance_notes(comparisons_df)
     rows = [condition_row(runs, c, targets.get(c, s.target), s) for c in conditions]
     fits = [fit_row(runs, b, s) for b in dict.fromkeys(b for _, b in pairs)]
-    report = Report(s, table, pl.DataFrame(rows), pl.DataFrame(reductions), comparisons_df, pl.DataFrame(fits))
+    reductions_df = pl.DataFrame(reductions, schema_overrides={"warnings": pl.List(pl.String)} if reductions else None)
+    report = Report(s, table, pl.DataFrame(rows), reductions_df, comparisons_df, pl.DataFrame(fits))
     report.verdict = [verdict_line(r, s) for r in merge_identical_rows(reductions, runs)]
     report.notes = list(dict.fromkeys([*notes, *(r["cause"] for r in reductions if r["cause"]),
                                        *(w for r in reductions for w in r["warnings"])]))
