@@ -97,6 +97,12 @@ def test_money_factor_divides_the_reduction_by_the_price_ratio():
     assert claim.money_text(row, 10) == "2.00 [1.20, 3.00]: experts cheaper"
     assert claim.money_text(row, 20) == "1.00 [0.60, 1.50]: no clear difference"
     assert claim.money_text(row, 40) == "0.50 [0.30, 0.75]: crowd cheaper"
+    # A censored factor quotes the end of its interval that the data support, not its point bound.
+    never = {**row, "bound": "<", "reduction": 20.0, "reduction_low": 0.0, "reduction_high": 30.0}
+    assert claim.money_text(never, 40) == "< 0.75: crowd cheaper" and claim.money_text(never, 10) == \
+        "< 3.00: no clear difference"
+    crowd_never = {**row, "bound": ">", "reduction": 50.0, "reduction_low": 45.0, "reduction_high": math.inf}
+    assert claim.money_text(crowd_never, 40) == "> 1.12: experts cheaper"
 
 
 def test_only_the_primary_arm_evaluates_the_stopping_rules():

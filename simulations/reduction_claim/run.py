@@ -233,15 +233,34 @@ def mean_ci(values) -> str:
 def money_text(r: dict | None, ratio: float) -> str:
     """A reduction factor divided by an expert:crowd price ratio, with its interval and what the interval lets
     us say: experts cheaper (all of it above 1), crowd cheaper (all below 1), or no clear difference ('–' where
-    the factor is undefined)."""
+    the factor is undefined). A censored factor quotes its interval's end, the bound the data support: '< 0.30'
+    when the expert arm never gets there (the upper end), '> 2.10' when the crowd never does (the lower end)."""
     if r is None or r["problem"] or r["bound"] == "n/a" or math.isnan(r["reduction"]):
         return "–"
-    point = f"{r['bound']} {r['reduction'] / ratio:.2f}".strip()
-    if math.isnan(r["reduction_low"]):
-        return point
     low, high = r["reduction_low"] / ratio, r["reduction_high"] / ratio
+    if math.isnan(low):
+        return f"{r['bound']} {r['reduction'] / ratio:.2f}".strip()
     word = "experts cheaper" if low > 1 else "crowd cheaper" if high < 1 else "no clear difference"
-    return f"{point} [{tables.fmt_factor(low)}, {tables.fmt_factor(high)}]: {word}"
+    if r["bound"] in ("<", "<="):
+        return f"< {tables.fmt_factor(high)}: {word}"
+    if r["bound"] in (">", ">="):
+        return f"> {tables.fmt_factor(low)}: {word}"
+    return f"{r['reduction'] / ratio:.2f} [{tables.fmt_factor(low)}, {tables.fmt_factor(high)}]: {word}"
+
+
+def money_targets(runs: pl.DataFrame, pc: str, pb: str, end: int, crowd_end: int) -> dict[str, dict | None]:
+    """The reduction of `pc` against `pb` at three absolute targets: 95% and 100% of the crowd's kappa at its
+    last point, and the expert arm's own kappa at its whole budget (the crowd's cheapest target, its own level,
+    and the experts' level), each a report reduction row."""
+    crowd = float(np.mean(list(at(runs, pb, crowd_end).values())))
+    expert = float(np.mean(list(at(runs, pc, end).values())))
+    out = {}
+    for name, target in ((f"95% of the crowd at its end ({0.95 * crowd:.3f})", 0.95 * crowd),
+                         (f"the crowd at its end ({crowd:.3f})", crowd),
+                         (f"the experts at {end} ({expert:.3f})", expert)):
+        rows = report.summarize(runs, [(pc, pb)], report.Settings(target=target)).reductions
+        out[name] = next(rows.iter_rows(named=True), None)
+    return out
 
 
 def reduction_verdict(r: dict | None) -> str:
@@ -354,6 +373,7 @@ def section(study, uri: str, experiment: str, title: str, about: str, info: dict
         base = at(runs, pb, crowd_end)  # the crowd at its last point: the whole pool, or max_labels
         primary = verdict_row(at(runs, pc, end), base, margin, family)
         level = crowd_level(runs, pb)
+        primary["money"] = money_targets(runs, pc, pb, end, crowd_end)
         level["where"] = ("the whole pool" if crowd_end >= info["pool"] else
                           f"its max_labels, of a {info['pool']:,}-row pool")
         primary.update(end=end, crowd_end=crowd_end, cond_mean=mean_ci(at(runs, pc, end).values()),
@@ -628,6 +648,17 @@ def write_results(study, uri: str, sections: list[dict], command: str, meta: dic
                 "The money factor divides it and its interval by the expert:crowd price ratio: the experts are "
                 "cheaper for the same agreement only where the whole interval lies above 1, the crowd where it "
                 "lies below 1; otherwise there is no clear difference."]
+    if any(sec.primary.get("money") for _, sec in primaries):
+        verdict += ["", "Money at three targets: the crowd is cheapest at 95% of its own level, so the factor is also "
+                    "given at 100% of the crowd's kappa at its end and at the expert arm's own kappa. A censored "
+                    "factor quotes its interval's end: `<` the expert arm never gets there within its budget, `>` "
+                    "the crowd never does within its labels.", "",
+                    "| dataset | target | reduction factor | "
+                    + " | ".join(f"money at {r}x" for r in ratios) + " |", "|---|---|---|" + "---|" * len(ratios)]
+        for s, sec in primaries:
+            for name, r in (sec.primary.get("money") or {}).items():
+                verdict.append(f"| {s['title']} | {name} | {tables.reduction_text(r) if r else '–'} | "
+                               + " | ".join(money_text(r, x) for x in ratios) + " |")
     reps = [(s, sec) for s, sec in built if sec.primary and s.get("replicate")]
     if reps:
         verdict += ["", "Per-review replicates of the Cohen data (exploratory, same comparison at their budget):", "",
