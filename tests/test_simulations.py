@@ -19,7 +19,8 @@ def test_the_quick_claim_study_writes_results_with_every_section(tmp_path):
     for heading in ("## Does the claim hold?", "## Label quality", "## What this study cannot show",
                     "## Results by dataset", "- command: `python simulations/reduction_claim/run.py --quick`",
                     "- wall time:", "- machine:", "**Primary comparison (pre-declared):**", "p within the margin",
-                    "Money at three targets", "money factor at 10x", "overlap share"):
+                    "Money at three targets", "money factor at 10x", "overlap share",
+                    "## Sensitivity to the crowd's error structure", "claim-synthetic-quick-sensitivity.png"):
         assert heading in text, heading
     assert "| synthetic | **" in text  # the verdict row names one of the verdict words
     # every baseline has a value at every curated budget point (120 ... 600 judgments)
@@ -38,5 +39,5 @@ def test_the_quick_claim_study_writes_results_with_every_section(tmp_path):
     assert len(table) == 2 + 6 and table[0].startswith("| rule | judgments at stop |")
     # A second run skips the logged arms and rebuilds the same tables.
     again = subprocess.run(run, cwd=tmp_path, env=env, check=True, capture_output=True, text=True, timeout=900)
-    assert again.stdout.count("already logged, skipped") == 7
+    assert again.stdout.count("already logged, skipped") == 7 + 4  # and the sensitivity grid's 2 x 2 arms
     assert (tmp_path / "out" / "RESULTS.md").read_text() == text

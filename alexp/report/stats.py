@@ -35,7 +35,8 @@ RESAMPLES = 4000
 FRACTION = 0.95  # default target: this share of the baseline's plateau
 PLATEAU_POINTS = 3  # the plateau: the baseline's mean over its last this many label counts
 MIN_RISE = 0.05  # a baseline must rise this far above chance (or above its start) for a relative target
-NEAR_CHANCE = 0.15  # a relative target less than this far above chance is defined, with a warning
+NEAR_CHANCE = 0.15
+STUDENTIZE = 10  # from this many seeds a non-inferiority interval is bootstrap-t; below, t-scaled resamples  # a relative target less than this far above chance is defined, with a warning
 
 OBSERVED, LEFT, RIGHT = 0, 1, 2  # censoring of a labels-to-target value
 
@@ -425,6 +426,8 @@ def noninferiority(diffs, margin: float, family: int = 1, level: float = LEVEL,
     A studentized (bootstrap-t) interval of the mean difference: the resampled t = (mean* - mean) / se* replaces
     Student's t, which keeps its coverage where the differences are skewed (a few seeds far below the rest),
     where a percentile interval claims non-inferiority up to 4x too often (`simulations/report_calibration`).
+    With fewer than STUDENTIZE seeds a resample's own standard error is too often near 0 (few distinct values)
+    and the bootstrap-t interval runs off; there the resampled means, scaled to Student's t, are used instead.
     From the same resamples, three one-sided p-values, each times `family` (capped at 1): `p_holds` of "the
     difference is at most -margin" (small: the condition is within the margin), `p_fails` of "at least -margin"
     (small: worse by more than the margin) and `p_worse` of "at least 0" (small: worse at all). A p-value is
@@ -445,8 +448,13 @@ def noninferiority(diffs, margin: float, family: int = 1, level: float = LEVEL,
             return float(mean >= bound if above else mean <= bound)
     else:
         x = d[_rng(seed).integers(0, n, size=(RESAMPLES, n))]
-        scale = x.std(axis=1, ddof=1) / math.sqrt(n)
-        t = np.sort((x.mean(axis=1)[scale > 0] - mean) / scale[scale > 0])  # resampled studentized means
+        if n >= STUDENTIZE:
+            scale = x.std(axis=1, ddof=1) / math.sqrt(n)
+            t = np.sort((x.mean(axis=1)[scale > 0] - mean) / scale[scale > 0])  # resampled studentized means
+        else:  # too few seeds for resampled standard errors: Student's t shape, via t-scaled resampled means
+            q = 1 - (1 - level) / 2
+            widen = math.sqrt(n / (n - 1)) * stats.t.ppf(q, n - 1) / stats.norm.ppf(q)
+            t = np.sort(widen * (x.mean(axis=1) - mean) / se)
         j = max(math.ceil(tail * len(t)) - 1, 0)  # order statistics chosen so that the p-values below agree
         low, high = mean - se * float(t[len(t) - 1 - j]), mean - se * float(t[j])
 
