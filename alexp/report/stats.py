@@ -36,7 +36,7 @@ FRACTION = 0.95  # default target: this share of the baseline's plateau
 PLATEAU_POINTS = 3  # the plateau: the baseline's mean over its last this many label counts
 MIN_RISE = 0.05  # a baseline must rise this far above chance (or above its start) for a relative target
 NEAR_CHANCE = 0.15  # a relative target less than this far above chance is defined, with a warning
-STUDENTIZE = 10  # from this many seeds a non-inferiority interval is bootstrap-t; below, t-scaled resamples
+STUDENTIZE = 5  # from this many seeds a non-inferiority interval is bootstrap-t; below, t-scaled resamples
 
 OBSERVED, LEFT, RIGHT = 0, 1, 2  # censoring of a labels-to-target value
 
