@@ -121,11 +121,11 @@ STEPS = 64  # points per schedule interval at which the monotone spline is evalu
 def crossings(labels: NDArray, curves: NDArray, targets, linear: bool = False) -> tuple[NDArray, NDArray]:
     """Labels at which each curve (row of `curves`, on `labels`) reaches its target, and the censoring.
 
-    The crossing is read off the curve's monotone fit (`monotone`), so a shoulder or a bump just under the
-    target followed by a dip counts as not yet there, and a dip after a crossing does not undo it: a curve
-    reaches the target where its nondecreasing fit does. Between schedule points the fit is interpolated in log
-    labels by a monotone cubic (PCHIP), which follows a curve that bends as it levels off; `linear=True`
-    interpolates linearly instead (the two differ by `interpolation_error`).
+    The crossing is read off the curve's monotone fit (`monotone`): a curve reaches the target where its
+    nondecreasing fit does, so a shoulder just under the target, or a bump just over it, that is followed by a
+    dip is pooled with the dip and counts only as far as their mean goes. Between schedule points the fit is
+    interpolated in log labels by a monotone cubic (PCHIP), which follows a curve that bends as it levels off;
+    `linear=True` interpolates linearly instead (the two differ by `interpolation_error`).
     LEFT: the first point is already there (value = first label count, an upper bound); RIGHT: never (inf).
     A point at 0 labels (a scout's, before any label) is left out. Returns (values, status), each (rows,)."""
     labels = np.asarray(labels, dtype=float)
