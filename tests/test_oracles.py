@@ -331,7 +331,7 @@ def test_a_crowd_with_shared_errors_cannot_vote_away_its_errors_on_hard_items(ha
 def test_shared_errors_need_raters_that_follow_item_draws():
     truth = np.zeros(100, dtype=int)
     truth[:10] = 1
-    with pytest.raises(AlexpError, match="shared_errors needs raters whose errors follow per-item draws"):
+    with pytest.raises(AlexpError, match="shared_errors and pairwise_kappa need raters whose errors follow per-item draws"):
         Crowd(truth, np.random.default_rng(0), TargetKappa, shared_errors=0.5)
     with pytest.raises(AlexpError, match="shared_errors must be in \\[0, 1\\]"):
         Crowd(truth, np.random.default_rng(0), TargetKappa, shared_errors=1.5)
@@ -389,3 +389,34 @@ def test_posterior_difficulty_puts_a_synthetic_raters_errors_where_the_classes_o
     assert errors[ambiguous].mean() > 20 * errors[~ambiguous].mean()
     with pytest.raises(AlexpError, match="data=synthetic and synthetic_disk carry it"):
         Difficulty(table.y, np.random.default_rng(0), context={}, difficulty="posterior")
+
+
+def test_a_panel_of_experts_who_disagree_as_much_as_the_seeds():
+    """Issue 30: experts who agree with each other at .8 (the seed's .81 / .78), each kappa .8 against the truth
+    on the hardest items, each item answered by one of them at one answer's cost."""
+    from functools import partial
+
+    from alexp.oracles import Crowd, Difficulty
+    from alexp.oracles.difficulty import hardest
+    from alexp.oracles.simulated import pairwise_kappa
+
+    rng = np.random.default_rng(0)
+    truth = (rng.random(6000) < 0.2).astype(int)
+    context = {"d": rng.random(6000)}
+    rater = partial(Difficulty, kappa=0.8, concentration=1.0, difficulty="column", difficulty_column="d",
+                    calibrate_on="hard", hard_share=0.2)
+    panel = Crowd(truth, np.random.default_rng(1), rater, n_raters=3, aggregate="one", cost_per_label=1.0,
+                  pairwise_kappa=0.8, context=context)
+    hard = hardest(context["d"], 0.2, np.random.default_rng(0))
+    assert abs(pairwise_kappa(panel.votes[hard]) - 0.8) < 0.02 and 0 < panel.shared_errors < 1
+    for member in panel.votes.T:
+        assert abs(cohen_kappa_score(truth[hard], member[hard]) - 0.8) < 0.02
+    assert all(a in v for a, v in zip(panel.answers, panel.votes))  # one member's answer per item
+    split = (panel.votes != panel.votes[:, :1]).any(axis=1)  # where members disagree, each answers some items
+    assert split.sum() > 100 and 0.2 < (panel.answers[split] == panel.votes[split, 0]).mean() < 0.8
+    assert panel.cost(np.arange(10)) == 10 and "panel_kappa" in panel.metrics(np.arange(6000))
+    with pytest.raises(AlexpError, match="below what these raters reach erring independently"):
+        Crowd(truth, np.random.default_rng(1), partial(rater, kappa=0.99), n_raters=3, aggregate="one",
+              pairwise_kappa=0.5, context=context)
+    with pytest.raises(AlexpError, match="set one of kappa, pairwise_kappa"):
+        Crowd(truth, np.random.default_rng(1), rater, kappa=0.6, pairwise_kappa=0.8, context=context)

@@ -239,30 +239,49 @@ class Crowd(Simulated):
     `kappa`, when set, is the quality of the crowd's aggregated label: Cohen's kappa against the truth over
     the pool (e.g. the seed's crowd-expert .59 or .41). The raters' own `kappa` is then solved for it, by
     bisection to within 0.005 where the crowd can reach it.
+
+    `aggregate: one` makes it a panel of people who disagree: each item is answered by one rater, drawn per
+    item, at one answer's cost. `pairwise_kappa`, when set, is how well two raters agree with each other
+    (Cohen's kappa, on the raters' calibration items, e.g. the hardest 7%, or the pool): `shared_errors` is
+    then solved for it, so that raters each of their own quality err together as much as that agreement says
+    (the seed's experts agreed at .81 and .78). Each round logs `panel_kappa`, the raters' mean pairwise kappa
+    on the labeled items.
     """
 
     def __init__(self, truth: NDArray, rng: np.random.Generator, rater: Callable[..., Simulated],
                  n_raters: int = 3, aggregate: str = "majority", cost_per_label: float = 0.1,
-                 shared_errors: float = 0.0, kappa: float | None = None, context: Mapping | None = None,
-                 pool_features=None):
+                 shared_errors: float = 0.0, kappa: float | None = None, pairwise_kappa: float | None = None,
+                 context: Mapping | None = None, pool_features=None):
         if n_raters < 1:
             raise AlexpError(f"n_raters must be >= 1, got {n_raters}")
         _check_rate("shared_errors", shared_errors)
-        if shared_errors and "uniforms" not in inspect.signature(rater).parameters:
-            raise AlexpError(f"shared_errors needs raters whose errors follow per-item draws "
+        if (shared_errors or pairwise_kappa is not None) and "uniforms" not in inspect.signature(rater).parameters:
+            raise AlexpError(f"shared_errors and pairwise_kappa need raters whose errors follow per-item draws "
                              f"(alexp.oracles.Difficulty); {_name(rater)} has none")
+        if pairwise_kappa is not None and (kappa is not None or n_raters < 2):
+            raise AlexpError("pairwise_kappa sets how raters agree with each other: it needs n_raters >= 2 and no "
+                             f"crowd kappa (got n_raters={n_raters}, kappa={kappa}); set one of kappa, pairwise_kappa")
         truth = np.asarray(truth)
         seeds = rng.integers(0, 2**63 - 1, n_raters)
-        common = rng.standard_normal(len(truth)) if shared_errors else None
+        common = rng.standard_normal(len(truth)) if shared_errors or pairwise_kappa is not None else None
         runtime = dict(truth=truth, context=context, pool_features=pool_features)
+        per = 1 if aggregate == "one" else n_raters  # answers paid per item
 
-        def votes(**overrides) -> NDArray[np.int64]:
-            return _votes(rater, seeds, shared_errors, common, runtime, overrides)
+        def votes(shared: float = shared_errors, **overrides) -> NDArray[np.int64]:
+            return _votes(rater, seeds, shared, common, runtime, overrides)
 
+        if pairwise_kappa is not None:
+            _check_rate("pairwise_kappa", pairwise_kappa)
+            self.shared_errors = _solve_shared(votes, pairwise_kappa, _calibration_rows(rater, seeds, runtime))
+            answers = votes(self.shared_errors)
+            self.rater_kappa = None
+            super().__init__(_aggregate(answers, aggregate, rng), cost_per_label * per, answers)
+            return
+        self.shared_errors = shared_errors
         if kappa is None:
             self.rater_kappa = None
             answers = votes()
-            super().__init__(_aggregate(answers, aggregate, rng), cost_per_label * n_raters, answers)
+            super().__init__(_aggregate(answers, aggregate, rng), cost_per_label * per, answers)
             return
         _check_rate("kappa", kappa)
         if "kappa" not in inspect.signature(rater).parameters:
@@ -285,8 +304,35 @@ class Crowd(Simulated):
                 high = mid
         self.rater_kappa = (low + high) / 2
         answers = votes(kappa=self.rater_kappa)
-        super().__init__(_aggregate(answers, aggregate, np.random.default_rng(coin)), cost_per_label * n_raters,
-                         answers)
+        super().__init__(_aggregate(answers, aggregate, np.random.default_rng(coin)), cost_per_label * per, answers)
+
+    def metrics(self, rows: NDArray[np.intp]) -> dict[str, float]:
+        return {"panel_kappa": pairwise_kappa(self.votes[rows])} if self.votes.shape[1] > 1 else {}
+
+
+def _calibration_rows(rater, seeds, runtime) -> NDArray[np.intp] | None:
+    """The items a rater of this kind is calibrated on (a Difficulty rater's `calibration`), else None (pool)."""
+    one = rater(**accepted(rater, rng=np.random.default_rng(seeds[0]), **runtime))
+    return getattr(one, "calibration", None)
+
+
+def _solve_shared(votes: Callable[..., NDArray], target: float, rows: NDArray | None) -> float:
+    """The shared_errors in [0, 1] at which the raters' mean pairwise kappa on `rows` is `target` (bisection; it
+    grows with shared errors, to 1 when all raters answer alike). Raters that agree more than `target` even when
+    they err independently cannot agree less: an AlexpError names their independent agreement."""
+    def agree(shared: float) -> float:
+        v = votes(shared)
+        return pairwise_kappa(v if rows is None else v[rows])
+
+    lowest = agree(0.0)
+    if lowest > target + 0.01:
+        raise AlexpError(f"pairwise_kappa={target} is below what these raters reach erring independently "
+                         f"({lowest:.3f}); lower the raters' kappa, or raise pairwise_kappa")
+    low, high = 0.0, 1.0
+    for _ in range(12):
+        mid = (low + high) / 2
+        low, high = (mid, high) if agree(mid) < target else (low, mid)
+    return (low + high) / 2
 
 
 class ExpertPanel(Simulated):
@@ -354,7 +400,10 @@ def _name(fn) -> str:
 
 
 def _aggregate(votes: NDArray, how: str, rng: np.random.Generator) -> NDArray[np.int64]:
-    """One label per row of votes (n_items x raters): majority (seeded coin on ties) or Dawid-Skene."""
+    """One label per row of votes (n_items x raters): majority (seeded coin on ties), Dawid-Skene, or one rater
+    drawn per item (`one`: a panel where each item goes to one of its members)."""
+    if how == "one":
+        return votes[np.arange(len(votes)), rng.integers(0, votes.shape[1], len(votes))].astype(np.int64)
     coin = rng.random(len(votes)) < 0.5
     if how == "majority":
         share = votes.mean(axis=1)
@@ -370,4 +419,4 @@ def _aggregate(votes: NDArray, how: str, rng: np.random.Generator) -> NDArray[np
             warnings.simplefilter("ignore")
             labels = DawidSkene(n_iter=100).fit_predict(frame)
         return labels.reindex(np.arange(n)).to_numpy().astype(np.int64)
-    raise AlexpError(f"aggregate must be majority or dawid_skene, got {how!r}")
+    raise AlexpError(f"aggregate must be majority, dawid_skene or one, got {how!r}")
