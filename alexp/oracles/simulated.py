@@ -10,6 +10,7 @@ labeled subset the realized rates then vary only by sampling without replacement
 from __future__ import annotations
 
 import inspect
+import logging
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from itertools import combinations
@@ -21,6 +22,8 @@ from scipy.optimize import brentq
 from alexp import AlexpError
 from alexp.metrics import agreement
 from alexp.oracles.base import Oracle, accepted
+
+log = logging.getLogger(__name__)
 
 
 def _check_rate(name: str, value: float) -> None:
@@ -319,15 +322,17 @@ def _calibration_rows(rater, seeds, runtime) -> NDArray[np.intp] | None:
 def _solve_shared(votes: Callable[..., NDArray], target: float, rows: NDArray | None) -> float:
     """The shared_errors in [0, 1] at which the raters' mean pairwise kappa on `rows` is `target` (bisection; it
     grows with shared errors, to 1 when all raters answer alike). Raters that agree more than `target` even when
-    they err independently cannot agree less: an AlexpError names their independent agreement."""
+    they err independently cannot agree less: they err independently, with a warning naming their agreement."""
     def agree(shared: float) -> float:
         v = votes(shared)
         return pairwise_kappa(v if rows is None else v[rows])
 
     lowest = agree(0.0)
-    if lowest > target + 0.01:
-        raise AlexpError(f"pairwise_kappa={target} is below what these raters reach erring independently "
-                         f"({lowest:.3f}); lower the raters' kappa, or raise pairwise_kappa")
+    if lowest >= target:
+        if lowest > target + 0.01:
+            log.warning("pairwise_kappa=%s is below what these raters reach erring independently (%.3f): they err "
+                        "independently; lower the raters' kappa for less agreement", target, lowest)
+        return 0.0
     low, high = 0.0, 1.0
     for _ in range(12):
         mid = (low + high) / 2
