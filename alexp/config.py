@@ -81,10 +81,11 @@ def instantiate(cfg: DictConfig, group: str, **runtime: Any) -> Any:
     go only to a constructor that names them (an oracle that needs no truth gets none)."""
     from hydra.utils import instantiate as hydra_instantiate
 
-    names = _signature_params(cfg[group]["_target_"], group) if runtime and "_target_" in cfg[group] else None
+    node = OmegaConf.select(cfg, group)  # a group, or a node below one ("curated_set.oracle")
+    names = _signature_params(node["_target_"], group) if runtime and "_target_" in node else None
     if names is not None:
         runtime = {k: v for k, v in runtime.items() if k in names}
-    return prefixed(group, lambda: hydra_instantiate(cfg[group], _convert_="all", **runtime))
+    return prefixed(group, lambda: hydra_instantiate(node, _convert_="all", **runtime))
 
 
 def prefixed(group: str, fn):

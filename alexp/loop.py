@@ -94,6 +94,7 @@ class Loop:
     progress: bool = True
     scout: Any = None  # a model that needs no labels (zero-shot): logged at 0 labels, picks round 0 if initial=0
     stopping: Any = None  # alexp.stopping.Stopping: rules checked (and logged) each round; enforce ends the run
+    curated: tuple[Any, NDArray[np.int64]] | None = None  # (features, labels) of a common curated evaluation set
     _select_seconds: float = field(default=0.0, init=False, repr=False)  # how long the last selection took
 
     def __post_init__(self):
@@ -249,6 +250,9 @@ class Loop:
             metrics["curated_n"] = float(len(curated))
             metrics["curated_kappa"] = agreement(state.labels[curated], models.predict(
                 fitted, self.X[curated], self.n_classes)) if len(curated) else float("nan")
+        if self.curated is not None:  # the same expert-labelled items for every arm of a seed (curated_set)
+            X_cur, y_cur = self.curated
+            metrics["common_curated_kappa"] = agreement(y_cur, models.predict(fitted, X_cur, self.n_classes))
         self.log_metrics({**metrics, **seconds}, state.n_labeled)
         state.history.append(metrics)
         state.evaluated = state.round

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -89,6 +90,8 @@ class Parts:
     scout: Any
     stopping: Any
     run_name: str
+    X_curated: Any = None  # the common curated evaluation set (curated_set), held out of the pool
+    y_curated: Any = None
 
     @property
     def n_pool(self) -> int:
@@ -103,9 +106,10 @@ class Parts:
         from alexp.loop import Loop
 
         extra = {"log_metrics": log_metrics} if log_metrics is not None else {}
+        curated = (self.X_curated, self.y_curated) if self.y_curated is not None else None
         return Loop(self.X_pool, self.X_test, self.table.y[self.test_rows], self.model, self.acquisition,
                     self.oracle, self.budget, cfg.seed, truth=self.table.y[self.pool_rows], checkpoint=checkpoint,
-                    progress=cfg.progress, scout=self.scout, stopping=self.stopping, **extra)
+                    progress=cfg.progress, scout=self.scout, stopping=self.stopping, curated=curated, **extra)
 
 
 def split(cfg: DictConfig):
@@ -137,14 +141,56 @@ def build(cfg: DictConfig) -> Parts:
                          "(or set budget.initial to a number of labels)")
     check_compatible(acquisition, model)
     table, pool_rows, test_rows = split(cfg)
+    spec = cfg.get("curated_set") or {}
+    size = int(spec.get("size") or 0)
+    curated_rows = np.empty(0, dtype=np.intp)
+    if size:  # the seed's draw, the same for every arm of a seed: held out of the pool, labelled once
+        if not 0 < size < len(pool_rows):
+            raise AlexpError(f"curated_set.size={size} must be between 1 and the pool's {len(pool_rows)} rows")
+        keep = np.ones(len(pool_rows), dtype=bool)
+        keep[stream(cfg.seed, "curated_set").choice(len(pool_rows), size, replace=False)] = False
+        pool_rows, curated_rows = pool_rows[keep], pool_rows[~keep]
     budget.check_pool(len(pool_rows))
-    X_pool, X_test = featurize(features, table, pool_rows, test_rows, getattr(model, "accepts_text", False))
-    context = {"id": table.ids[pool_rows], **({"text": table.inputs[pool_rows]} if table.is_text else {}),
-               **{name: column[pool_rows] for name, column in table.extra.items()}}
-    oracle = instantiate(cfg, "oracle", truth=table.y[pool_rows], rng=stream(cfg.seed, "oracle"), context=context,
-                         pool_features=X_pool)
+    X_pool, X_rest = featurize(features, table, pool_rows, np.concatenate([test_rows, curated_rows]),
+                               getattr(model, "accepts_text", False))
+    X_test, X_curated = _take(X_rest, slice(0, len(test_rows))), _take(X_rest, slice(len(test_rows), None))
+    oracle = instantiate(cfg, "oracle", truth=table.y[pool_rows], rng=stream(cfg.seed, "oracle"),
+                         context=_context(table, pool_rows), pool_features=X_pool)
+    y_curated = _curated_labels(cfg, spec, table, pool_rows, curated_rows, X_pool, X_curated) if size else None
     return Parts(table, pool_rows, test_rows, X_pool, X_test, model, acquisition, budget, oracle, scout, stopping,
-                 run_name(cfg))
+                 run_name(cfg), X_curated if size else None, y_curated)
+
+
+def _context(table, rows) -> dict:
+    """The oracle's view of these rows: ids, texts and the data's context columns."""
+    return {"id": table.ids[rows], **({"text": table.inputs[rows]} if table.is_text else {}),
+            **{name: column[rows] for name, column in table.extra.items()}}
+
+
+def _take(X, rows):
+    """Rows of a feature matrix, an array of texts or an on-disk view."""
+    return X.rows(np.arange(X.shape[0] if hasattr(X, "shape") else len(X))[rows]) if hasattr(X, "rows") else X[rows]
+
+
+def _curated_labels(cfg, spec, table, pool_rows, curated_rows, X_pool, X_curated):
+    """The curated set's labels: the data's own, or `curated_set.oracle`'s answers. That oracle (simulated)
+    sees the pool and the curated rows together, as it would the whole pool, with its own seed stream, so every
+    arm of a seed gets the same answers."""
+    if spec.get("oracle") is None:
+        return table.y[curated_rows]
+    from scipy import sparse
+
+    from alexp.oracles.simulated import Simulated
+    from alexp.seeds import stream
+
+    rows = np.concatenate([pool_rows, curated_rows])
+    stack = sparse.vstack if sparse.issparse(X_pool) else np.concatenate
+    oracle = instantiate(cfg, "curated_set.oracle", truth=table.y[rows], rng=stream(cfg.seed, "curated_set", 1),
+                         context=_context(table, rows), pool_features=stack([X_pool, X_curated]))
+    if not isinstance(oracle, Simulated):
+        raise AlexpError(f"curated_set.oracle must be a simulated oracle (it labels the set once, at the start); "
+                         f"got {type(oracle).__name__}")
+    return oracle.answers[len(pool_rows):]
 
 
 @dataclass

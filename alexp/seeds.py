@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-STREAMS = ("split", "initial", "acquisition", "oracle", "model", "eval", "stop")
+STREAMS = ("split", "initial", "acquisition", "oracle", "model", "eval", "stop", "curated_set")
 
 
 def stream(seed: int, name: str, *keys: int) -> np.random.Generator:

@@ -76,3 +76,28 @@ def test_compose_takes_a_config_folder_of_ones_own(folder):
     outcome = runner.run(runner.compose(["budget=tiny", "data.n_rows=2000", "progress=false"],
                                         config_dir=str(folder / "myconf")))
     assert outcome.n_labels == 15
+
+
+CURATED = ["+curated_set.size=150", "+oracle@curated_set.oracle=difficulty", "curated_set.oracle.kappa=0.7",
+           "curated_set.oracle.difficulty=posterior"]
+
+
+def test_a_curated_set_is_held_out_of_the_pool_and_the_same_for_every_arm_of_a_seed(folder):
+    """Issue 30: every arm of a seed is also scored on one expert-labelled curated set (crowd arms had none)."""
+    plain = runner.build(runner.compose([*SMALL, "seed=3"]))
+    arms = {acq: runner.build(runner.compose([*SMALL, *CURATED, f"acquisition={acq}", "oracle=noisy", "seed=3"]))
+            for acq in ("random", "margin")}
+    a, b = arms.values()
+    assert a.n_pool == plain.n_pool - 150 and len(a.y_curated) == 150
+    np.testing.assert_array_equal(a.X_curated, b.X_curated)  # the same items ...
+    np.testing.assert_array_equal(a.y_curated, b.y_curated)  # ... with the same expert answers
+    held_out = np.setdiff1d(plain.pool_rows, a.pool_rows)
+    assert len(held_out) == 150 and not np.isin(held_out, a.test_rows).any()
+    truth = plain.table.y[plain.pool_rows[np.isin(plain.pool_rows, held_out)]]  # in the held-out rows' order
+    assert 0.8 < (a.y_curated == truth).mean() < 1  # the expert's answers, not the truth
+    state = a.loop(runner.compose([*SMALL, *CURATED, "acquisition=random", "oracle=noisy", "seed=3"])).run()
+    assert all("common_curated_kappa" in h for h in state.history)
+    other = runner.build(runner.compose([*SMALL, *CURATED, "seed=4"]))
+    assert not np.array_equal(other.X_curated, a.X_curated)  # each seed its own draw
+    with pytest.raises(AlexpError, match="curated_set.size=5000 must be between 1 and the pool"):
+        runner.build(runner.compose([*SMALL, "+curated_set.size=5000"]))
