@@ -119,6 +119,7 @@ def params(cfg: DictConfig) -> dict[str, str]:
         overrides = {}
         for override in HydraConfig.get().overrides.task:  # a key set twice: the last value is the one used
             k, _, v = override.lstrip("+~").partition("=")
+            k = k.split("@")[-1]  # a group placed at another package ('oracle@curated_set.oracle'): its package
             if k.split(".")[0] not in NOT_PARAMS:
                 overrides[k] = re.sub(r"\\(.)", r"\1", v)  # as typed: a sweep's job gets its values escaped
         out.update({k: v for k, v in overrides.items() if k not in out})

@@ -35,8 +35,8 @@ from alexp.report import stats, tables
 from alexp.report.figures import figures
 
 HERE = Path(__file__).resolve().parent
-ROUND_METRICS = ("average_precision", "curated_kappa", "oracle_kappa", "pick_distance", "pairs_overlap_share",
-                 "pairs_fallback", "pairs_contact_ratio")
+ROUND_METRICS = ("average_precision", "curated_kappa", "common_curated_kappa", "oracle_kappa", "pick_distance",
+                 "pairs_overlap_share", "pairs_fallback", "pairs_contact_ratio", "panel_kappa")
 
 
 # --- the arms ------------------------------------------------------------------------------------------------
@@ -77,6 +77,21 @@ def schedule(counts: list[int]) -> str:
     return f"budget.schedule=[{','.join(map(str, counts))}]"
 
 
+def curated(study, spec) -> list[str]:
+    """Overrides that score an arm also on the seed's curated set, labelled by the dataset's experts: their
+    oracle overrides moved under curated_set.oracle (`oracle=X` -> `+oracle@curated_set.oracle=X`)."""
+    if not study.get("curated_set"):
+        return []
+    out = [f"+curated_set.size={study.curated_set}"]
+    for o in spec.oracles.expert:
+        key, value = o.split("=", 1)
+        plus = key.startswith("+")
+        key = key.lstrip("+")
+        out.append(f"+oracle@curated_set.oracle={value}" if key == "oracle" else
+                   f"{'+' if plus else ''}curated_set.{key}={value}")
+    return out
+
+
 def dataset_arms(study, spec, experiment: str, pool: int, seeds: list[int], strategies: list[str],
                  budget: list[str], only: list[str] | None = None) -> list[Arm]:
     """The arms of one dataset: the strategies with experts, the seed's method with the crowd, random experts,
@@ -94,8 +109,8 @@ def dataset_arms(study, spec, experiment: str, pool: int, seeds: list[int], stra
     if study.primary.condition in out:  # every stopping rule evaluated each round, logged (the picks are unchanged)
         out[study.primary.condition] += list(study.primary.get("stopping", []))
     weight = {"crowd-random": last / 50, f"crowd{k}-random": last / 50}
-    return [Arm(experiment, name, [*spec.data, *study.common, *ov], seeds, weight.get(name, 10) * pool ** 0.5)
-            for name, ov in out.items() if only is None or name in only]
+    return [Arm(experiment, name, [*spec.data, *study.common, *ov, *curated(study, spec)], seeds,
+                weight.get(name, 10) * pool ** 0.5) for name, ov in out.items() if only is None or name in only]
 
 
 def quality_arms(study, spec, experiment: str, pool: int, seeds: list[int], budget: list[str], kappas) -> list[Arm]:
@@ -103,10 +118,12 @@ def quality_arms(study, spec, experiment: str, pool: int, seeds: list[int], budg
     q = study.quality
     out = []
     for kappa in kappas:
-        expert = [o for o in spec.oracles.expert if not o.startswith("oracle.kappa=")] + [f"oracle.kappa={kappa}"]
+        expert = [o for o in spec.oracles.single_expert if not o.startswith("oracle.kappa=")] + [
+            f"oracle.kappa={kappa}"]
         out.append(Arm(experiment, f"expert{kappa:g}-{q.acquisition}",
                        [*spec.data, *study.common, f"acquisition={q.acquisition}",
-                        *study.strategy_overrides[q.acquisition], *expert, *budget], seeds, 10 * pool ** 0.5))
+                        *study.strategy_overrides[q.acquisition], *expert, *budget, *curated(study, spec)], seeds,
+                       10 * pool ** 0.5))
     return out
 
 
@@ -115,7 +132,7 @@ def sensitivity_arms(study, spec, experiment: str, pool: int, seeds: list[int], 
     """The primary comparison across the crowd's error structure, in its own experiment: a simulated crowd at
     each concentration (random, on to the pool) and an expert of the same structure (kappa .8 over the pool) with
     the seed's method; the study's own expert (calibrated on hard items) is read from the dataset's experiment."""
-    source = [o for o in spec.oracles.expert if o.startswith("oracle.difficulty=")]
+    source = [o for o in spec.oracles.single_expert if o.startswith("oracle.difficulty=")]
     last = min(spec.max_labels, pool)
     acq = study.primary.condition.split("-", 1)[1]
     out = []
@@ -123,10 +140,11 @@ def sensitivity_arms(study, spec, experiment: str, pool: int, seeds: list[int], 
         oracle = ["oracle=difficulty", *source, f"oracle.concentration={c}"]
         out.append(Arm(experiment, f"crowd-random-c{c:g}",
                        [*spec.data, *study.common, "acquisition=random", *oracle, f"oracle.kappa={crowd_kappa}",
-                        schedule(crowd_points(curated_points(budget), study, last))], seeds, last))
+                        schedule(crowd_points(curated_points(budget), study, last)), *curated(study, spec)], seeds,
+                       last))
         out.append(Arm(experiment, f"expert-{acq}-c{c:g}",
                        [*spec.data, *study.common, f"acquisition={acq}", *study.strategy_overrides[acq], *oracle,
-                        "oracle.kappa=0.8", *budget], seeds, 10 * pool ** 0.5))
+                        "oracle.kappa=0.8", *budget, *curated(study, spec)], seeds, 10 * pool ** 0.5))
     return out
 
 
@@ -214,6 +232,24 @@ def plateau_by_seed(runs: pl.DataFrame, condition: str, points: int = stats.PLAT
     """seed -> mean kappa over the condition's last `points` judgment counts (its plateau)."""
     part = runs.filter(pl.col("condition") == condition).sort("seed", "n_labels")
     return {s: float(g["value"].tail(points).mean()) for (s,), g in part.group_by("seed", maintain_order=True)}
+
+
+def indiscriminate(study, runs: pl.DataFrame, end: int) -> str | None:
+    """Why a dataset cannot test a claim about label quality, or None when it can: the seed's method with the
+    lowest- and highest-quality experts of the quality arms ends within each other's intervals at `end`."""
+    acq, kappas = study.quality.acquisition, list(study.quality.kappas)
+    if min(kappas) == max(kappas):
+        return None
+    low, high = at(runs, f"expert{min(kappas):g}-{acq}", end), at(runs, f"expert{max(kappas):g}-{acq}", end)
+    if len(low) < stats.MIN_SEEDS or len(high) < stats.MIN_SEEDS:
+        return None
+    (ml, ll, hl), (mh, lh, hh) = stats.mean_interval(list(low.values())), stats.mean_interval(list(high.values()))
+    if hl < lh or hh < ll:
+        return None
+    return (f"with experts of kappa {min(kappas):g} and {max(kappas):g} the seed's method ends at {ml:.3f} "
+            f"[{ll:.3f}, {hl:.3f}] and {mh:.3f} [{lh:.3f}, {hh:.3f}] at {end} judgments, within each other's "
+            "intervals: on this data the model learns as well from poor labels as from perfect ones, so no "
+            "comparison of label sources here can speak to the claim")
 
 
 def crowd_level(runs: pl.DataFrame, condition: str) -> dict:
@@ -317,7 +353,7 @@ def stop_points(runs: pl.DataFrame, stops: pl.DataFrame, condition: str, rule: s
 def stopping_rows(study, uri: str, runs: pl.DataFrame, base: dict[int, float], end: int) -> list[dict]:
     """What each stopping rule would have spent on the primary comparison: per rule, the judgments at its stop
     (median over seeds, 10th and 90th percentile seeds' own values), the seeds it fired in, kappa there, its change
-    against the whole budget and its paired difference from the crowd's plateau, with the verdict at the stop."""
+    against the whole budget and its paired difference from the crowd at its last point, with the verdict there."""
     pc, margin = study.primary.condition, study.primary.margin
     stops = report.load_stops(uri, runs.filter(pl.col("condition") == pc))
     full = at(runs, pc, end)
@@ -427,12 +463,16 @@ def section(study, uri: str, experiment: str, title: str, about: str, info: dict
         tail = f"{mean_ci(plateau_by_seed(runs, c).values())} (plateau to {last:,})" if last > end else ""
         lines.append(f"| {c} | " + " | ".join(cells) + f" | {tail} |")
     lines += ["", f"At {end} judgments: threshold-free average precision, curated kappa (against the held-out "
-              "labels of the arm's own oracle, as the seed scored), and the realized kappa of the labels bought "
-              "against the truth (oracle kappa; for real votes, against the votes not drawn):", "",
-              "| condition | AP (gold) | curated kappa | oracle kappa on its labels |", "|---|---|---|---|"]
+              "labels of the arm's own oracle, as the seed scored), kappa on the seed's common curated set (the "
+              "same items, labelled by the dataset's experts, for every arm), the realized kappa of the labels "
+              "bought against the truth (oracle kappa; for real votes, against the votes not drawn) and, for a "
+              "panel, how well its experts agree with each other on the items they labelled:", "",
+              "| condition | AP (gold) | curated kappa | common curated kappa | oracle kappa on its labels | "
+              "experts' mutual kappa |", "|---|---|---|---|---|---|"]
     for c in conditions:
         cells = [mean_ci(at(runs, c, end, m).values()) if m in runs.columns else "–"
-                 for m in ("average_precision", "curated_kappa", "oracle_kappa")]
+                 for m in ("average_precision", "curated_kappa", "common_curated_kappa", "oracle_kappa",
+                           "panel_kappa")]
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
 
     # exploratory paired comparisons at the curated budget, Holm within the dataset
@@ -602,7 +642,8 @@ def plan(study, args) -> tuple[list[Arm], list[dict]]:
             spec = OmegaConf.merge(spec, {"data": study.quick.data[name], "max_labels": study.quick.max_labels})
         budget = list(study.budgets[spec.budget])
         experiment = f"claim-{name}{suffix}"
-        info = prepare(list(spec.data), study, list(spec.oracles.expert), seeds) if not args.report_only else {}
+        info = prepare(list(spec.data), study, [*spec.oracles.expert, *curated(study, spec)], seeds) \
+            if not args.report_only else {}
         sections.append({"experiment": experiment, "title": name, "about": spec.about, "budget": budget,
                          "spec_data": list(spec.data), "info": info, "dataset": name})
         arms += dataset_arms(study, spec, experiment, info.get("pool", 1), seeds, strategies, budget, only)
@@ -628,7 +669,7 @@ def plan(study, args) -> tuple[list[Arm], list[dict]]:
                 rep = OmegaConf.merge(spec, {"data": [*spec.data, f"data.select={{review:[{review}]}}"]})
                 rep_budget = list(study.budgets[study.replicates.budget])
                 rep_experiment = f"claim-{name}-{review}{suffix}"
-                rep_info = prepare(list(rep.data), study, list(rep.oracles.expert), seeds) \
+                rep_info = prepare(list(rep.data), study, [*rep.oracles.expert, *curated(study, rep)], seeds) \
                     if not args.report_only else {}
                 sections.append({"experiment": rep_experiment, "title": f"{name}: {review} (replicate)",
                                  "about": f"One review of the pooled Cohen data: the primary comparison and the four "
@@ -645,7 +686,10 @@ def write_results(study, uri: str, sections: list[dict], command: str, meta: dic
     out.mkdir(parents=True, exist_ok=True)
     client = tracking.client(uri)
     done = [s for s in sections if client.get_experiment_by_name(s["experiment"]) is not None]
-    family = max(1, sum(not s.get("replicate") for s in done))  # the pre-declared primary verdicts
+    for s in done:  # a dataset whose experts of kappa .6 and 1.0 end alike cannot test a claim about label quality
+        if not s.get("replicate") and s["dataset"] in study.quality.datasets:
+            s["excluded"] = indiscriminate(study, load(uri, s["experiment"]), curated_points(s["budget"])[-1])
+    family = max(1, sum(not s.get("replicate") and not s.get("excluded") for s in done))  # the primary verdicts
     built = []
     for s in done:
         if not s["info"]:  # --report-only: what the study run stored
@@ -653,8 +697,9 @@ def write_results(study, uri: str, sections: list[dict], command: str, meta: dic
             s["info"] = {"pool": int(float(tags["alexp.pool"])), "test": int(float(tags["alexp.test"])),
                          "positive_share": float(tags["alexp.positive_share"])}
         built.append((s, section(study, uri, s["experiment"], s["title"], s["about"], s["info"], s["budget"], out,
-                                 primary_only, 1 if s.get("replicate") else family)))
-    primaries = [(s, sec) for s, sec in built if sec.primary and not s.get("replicate")]
+                                 primary_only, 1 if s.get("replicate") or s.get("excluded") else family)))
+    primaries = [(s, sec) for s, sec in built if sec.primary and not s.get("replicate") and not s.get("excluded")]
+    excluded = [f"- **{s['title']}** is not among the verdicts: {s['excluded']}." for s in done if s.get("excluded")]
     ratios = list(study.cost_ratios)
     verdict = ["| dataset | verdict | condition at its budget | crowd at its end | difference [interval] | seeds | "
                "p within the margin | p worse | Wilcoxon p (difference 0) | reduction factor | "
@@ -672,6 +717,8 @@ def write_results(study, uri: str, sections: list[dict], command: str, meta: dic
                 "The money factor divides it and its interval by the expert:crowd price ratio: the experts are "
                 "cheaper for the same agreement only where the whole interval lies above 1, the crowd where it "
                 "lies below 1; otherwise there is no clear difference."]
+    if excluded:
+        verdict += ["", *excluded]
     if any(sec.primary.get("money") for _, sec in primaries):
         verdict += ["", "Money at three targets: the crowd is cheapest at 95% of its own level, so the factor is also "
                     "given at 100% of the crowd's kappa at its end and at the expert arm's own kappa. A censored "
@@ -695,8 +742,8 @@ def write_results(study, uri: str, sections: list[dict], command: str, meta: dic
     if stopped:
         rules = sorted({r["rule"] for _, sec in stopped for r in sec.primary["stopping"]})
         verdict += ["", "What each stopping rule would have spent on the primary comparison: median judgments at "
-                    "its stop over seeds, the seeds it fired in, and the verdict there (paired against the crowd's "
-                    "plateau, same margin); a seed where it never fired spends the whole budget (last row). Each "
+                    "its stop over seeds, the seeds it fired in, and the verdict there (paired against the crowd at "
+                    "its end, same margin); a seed where it never fired spends the whole budget (last row). Each "
                     "dataset's section has the full table.", "",
                     "| rule | " + " | ".join(s["title"] for s, _ in stopped) + " |", "|---|" + "---|" * len(stopped)]
         for rule in rules:
@@ -805,7 +852,8 @@ def sensitivity_lines(study, uri: str, experiment: str, main: pl.DataFrame, end:
              "crowd labels at their last point) with a simulated crowd at each concentration of its errors on hard "
              "items (0: anywhere alike; 4: almost only on the hardest), at the same pool kappa. Two experts: one "
              "with the crowd's own error structure (kappa .8 over the pool), and the study's expert (kappa .8 on "
-             "the hardest 7%, concentration 2). Intervals at 95%, not adjusted across this exploratory grid.", "",
+             "the hardest 7%, in a panel that agrees at .8). Intervals at 95%, not adjusted across this exploratory "
+             "grid.", "",
              "| crowd concentration | crowd at its end | expert, same structure | difference | study's expert: "
              "difference |", "|---|---|---|---|---|"]
     for r in rows:
