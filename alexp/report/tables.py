@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from alexp import plural
 from alexp.report import stats
 from alexp.report.runs import condition_params, matrix
 
@@ -282,7 +283,7 @@ def interval(mean: float, low: float, high: float, digits: int = 3, seeds: int |
     if math.isnan(mean):
         return "–"
     if math.isnan(low):
-        return f"{mean:.{digits}f}" + (f" (interval n/a: {seeds} seeds)" if seeds is not None else "")
+        return f"{mean:.{digits}f}" + (f" (interval n/a: {plural(seeds, 'seed')})" if seeds is not None else "")
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
@@ -305,7 +306,7 @@ def reduction_text(r: dict, digits: int = 2) -> str:
         return "n/a"
     point = f"{r['bound']} {r['reduction']:.{digits}f}".strip()
     if math.isnan(r["reduction_low"]):
-        return f"{point} (interval n/a: {r['seeds']} seeds)"
+        return f"{point} (interval n/a: {plural(r['seeds'], 'seed')})"
     return f"{point} [{fmt_factor(r['reduction_low'], digits)}, {fmt_factor(r['reduction_high'], digits)}]"
 
 
