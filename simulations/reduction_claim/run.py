@@ -286,6 +286,10 @@ def mean_ci(values) -> str:
     return ci(stats.mean_interval(v)) if len(v) else "–"
 
 
+def fmt_p(p: float) -> str:
+    return "–" if math.isnan(p) else f"{p:.3g}"
+
+
 def money_text(r: dict | None, ratio: float) -> str:
     """A reduction factor divided by an expert:crowd price ratio, with its interval and what the interval lets
     us say: experts cheaper (all of it above 1), crowd cheaper (all below 1), or no clear difference ('–' where
@@ -710,7 +714,7 @@ def write_results(study, uri: str, sections: list[dict], command: str, meta: dic
         money = [money_text(r, x) for x in ratios]
         verdict.append(f"| {s['title']} | **{p['verdict']}** | {p['cond_mean']} | {p['base_mean']} (to "
                        f"{p['crowd_end']:,}) | {tables.interval(p['mean_diff'], p['diff_low'], p['diff_high'])} | "
-                       f"{p['seeds']} | {p['p_holds']:.3g} | {p['p_worse']:.3g} | {p['wilcoxon_p']:.3g} | "
+                       f"{p['seeds']} | {fmt_p(p['p_holds'])} | {fmt_p(p['p_worse'])} | {fmt_p(p['wilcoxon_p'])} | "
                        f"{tables.reduction_text(r) if r else '–'} | " + " | ".join(money) + " |")
     verdict += ["", "The reduction factor is crowd judgments over expert judgments to reach 95% of the crowd's plateau "
                 "(paired bootstrap interval; `<` a bound when the expert arm does not get there within its budget). "
@@ -862,6 +866,8 @@ def sensitivity_lines(study, uri: str, experiment: str, main: pl.DataFrame, end:
     def break_even(key: str) -> str:
         """In words: at which concentrations the verdict is non-inferior (holds, or worse within the margin)."""
         ok = [r[key]["verdict"] in ("holds", "worse but within the margin") for r in rows]
+        if all(math.isnan(r[key]["p_holds"]) for r in rows):
+            return f"cannot be judged: an interval needs {stats.MIN_SEEDS} seeds"
         if all(ok):
             return "holds at every concentration tried"
         if not any(ok):
@@ -871,7 +877,7 @@ def sensitivity_lines(study, uri: str, experiment: str, main: pl.DataFrame, end:
             return f"holds only if the crowd's errors concentrate on hard items at least {rows[first]['c']:g}"
         return "holds at concentrations " + ", ".join(f"{r['c']:g}" for r, good in zip(rows, ok) if good)
 
-    lines += ["", f"With an expert of the crowd's structure the claim {break_even('same')}; with the study's expert "
+    lines += ["", f"With an expert of the crowd's structure the claim {break_even('same')}; with the study's experts "
               f"it {break_even('hard')}. The real cheap labels measured in simulations/measured_noise concentrate "
               f"their errors at {' and '.join(f'{m:g}' for m in measured)}."]
     figure = sensitivity_figure(rows, margin, out / f"{experiment}.png", title)
