@@ -71,18 +71,24 @@ def mean_interval(values, level: float = LEVEL, seed: int | np.random.Generator 
     return mean, float(max(low, v.min())), float(min(high, v.max()))
 
 
-def quantile_interval(replicates: NDArray, n: int, level: float = LEVEL, expanded: bool = True
-                      ) -> tuple[float, float]:
-    """Percentile bounds of bootstrap replicates that may be 0 or infinite (censored): order statistics (no
-    interpolation, which is undefined between a finite and an infinite value); NaN replicates left out. The
-    tails are expanded for n seeds (`expanded_alpha`) unless the replicates were widened already (`scaled_means`)."""
+def quantile_interval(replicates: NDArray, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """Percentile bounds of bootstrap replicates (from `scaled_means`, so already widened for n seeds) that may
+    be 0 or infinite (censored): order statistics (no interpolation, which is undefined between a finite and an
+    infinite value); NaN replicates left out; NaN bounds with fewer than MIN_SEEDS seeds."""
     r = np.asarray(replicates, dtype=float)
     r = r[~np.isnan(r)]
     if n < MIN_SEEDS or len(r) == 0:
         return math.nan, math.nan
-    a = expanded_alpha(n, level) if expanded else 1 - level
+    a = 1 - level
     low, high = np.quantile(r, [a / 2, 1 - a / 2], method="inverted_cdf")
     return float(low), float(high)
+
+
+def t_widening(n: int, level: float = LEVEL) -> float:
+    """sqrt(n / (n - 1)) * t_{n-1} / z at `level`: how much wider than a normal interval from the plug-in
+    spread Student's t interval of a mean over n seeds is."""
+    q = (1 + level) / 2
+    return math.sqrt(n / (n - 1)) * stats.t.ppf(q, n - 1) / stats.norm.ppf(q)
 
 
 def scaled_means(rng: np.random.Generator, *runs: NDArray, level: float = LEVEL) -> list[NDArray]:
@@ -91,8 +97,7 @@ def scaled_means(rng: np.random.Generator, *runs: NDArray, level: float = LEVEL)
     percentile interval of these is Student's t interval, and for any smooth function of the mean curves (a
     crossing, a target, their ratio) it reaches past the seeds' own range, which few seeds' resamples cannot."""
     n = len(runs[0])
-    q = (1 + level) / 2
-    k = math.sqrt(n / (n - 1)) * stats.t.ppf(q, n - 1) / stats.norm.ppf(q)
+    k = t_widening(n, level)
     idx = rng.integers(0, n, size=(RESAMPLES, n))
     return [r.mean(axis=0) + k * (r[idx].mean(axis=1) - r.mean(axis=0)) for r in runs]
 
@@ -222,7 +227,7 @@ def labels_interval(labels: NDArray, runs: NDArray, target: float, level: float 
     rng = _rng(seed)
     (boot,) = scaled_means(rng, runs, level=level)
     jitter = _jitter(rng, interpolation_error(labels, runs.mean(axis=0), target))
-    low, high = quantile_interval(crossings(labels, boot, target)[0] * jitter, len(runs), level, expanded=False)
+    low, high = quantile_interval(crossings(labels, boot, target)[0] * jitter, len(runs), level)
     return float(value), int(status), low, high
 
 
@@ -377,8 +382,8 @@ def reduction(base_labels: NDArray, base: NDArray, labels: NDArray, cond: NDArra
         lows, highs = _ratios(*crossings(base_labels, boot_b, boot_t), base_labels[-1],
                               *crossings(labels, boot_c, boot_t), labels[-1])
         jitter = _jitter(rng, error)
-        low = quantile_interval(lows * jitter, n, level, expanded=False)[0]
-        high = quantile_interval(highs * jitter, n, level, expanded=False)[1]
+        low = quantile_interval(lows * jitter, n, level)[0]
+        high = quantile_interval(highs * jitter, n, level)[1]
     return Reduction(t, None, float(lb), int(sb), float(lc), int(sc), factor, bound, low, high, n,
                      int(np.sum(seed_sc != RIGHT)), int(np.sum(seed_sb != RIGHT)),
                      censored_median(*_ratios(seed_b, seed_sb, base_labels[-1], seed_c, seed_sc, labels[-1])),
@@ -452,9 +457,7 @@ def noninferiority(diffs, margin: float, family: int = 1, level: float = LEVEL,
             scale = x.std(axis=1, ddof=1) / math.sqrt(n)
             t = np.sort((x.mean(axis=1)[scale > 0] - mean) / scale[scale > 0])  # resampled studentized means
         else:  # too few seeds for resampled standard errors: Student's t shape, via t-scaled resampled means
-            q = 1 - (1 - level) / 2
-            widen = math.sqrt(n / (n - 1)) * stats.t.ppf(q, n - 1) / stats.norm.ppf(q)
-            t = np.sort(widen * (x.mean(axis=1) - mean) / se)
+            t = np.sort(t_widening(n, level) * (x.mean(axis=1) - mean) / se)
         j = max(math.ceil(tail * len(t)) - 1, 0)  # order statistics chosen so that the p-values below agree
         low, high = mean - se * float(t[len(t) - 1 - j]), mean - se * float(t[j])
 
