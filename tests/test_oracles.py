@@ -420,3 +420,27 @@ def test_a_panel_of_experts_who_disagree_as_much_as_the_seeds():
     assert independent.shared_errors == 0.0
     with pytest.raises(AlexpError, match="set one of kappa, pairwise_kappa"):
         Crowd(truth, np.random.default_rng(1), rater, kappa=0.6, pairwise_kappa=0.8, context=context)
+
+
+def test_hardest_and_the_counted_kappa_match_a_full_sort_and_sklearn():
+    """`hardest` (a partition) picks the rows of a full sort by (difficulty desc, draw asc), ties included; the
+    flips `difficulty_errors` chooses by counting reach the kappa sklearn measures on its answers."""
+    from alexp.metrics import agreement
+    from alexp.oracles.difficulty import difficulty_errors, hardest
+
+    for trial in range(40):
+        rng = np.random.default_rng(trial)
+        n = int(rng.integers(10, 2000))
+        d = np.round(rng.random(n), 1 if trial % 2 else 6)  # odd trials: many ties
+        share = rng.uniform(0.01, 0.9)
+        draw = np.random.default_rng(trial).random(n)
+        full = np.sort(np.lexsort((draw, -d))[:max(2, round(share * n))])
+        rows = hardest(d, share, np.random.default_rng(trial))
+        np.testing.assert_array_equal(rows, full)
+        truth = (rng.random(n) < 0.2).astype(np.int64)
+        for kappa in (0.4, 0.8):
+            answers = difficulty_errors(truth, d, kappa, 0.6, rows, np.random.default_rng(trial))
+            one_more = difficulty_errors(truth, d, kappa - 0.05, 0.6, rows, np.random.default_rng(trial))
+            got = agreement(truth[rows], answers[rows])
+            assert abs(got - kappa) <= abs(agreement(truth[rows], one_more[rows]) - kappa) + 1e-12
+            assert (answers != truth).sum() <= (one_more != truth).sum()  # more noise only adds flips

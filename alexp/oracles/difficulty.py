@@ -48,10 +48,19 @@ def calibration_rows(truth: NDArray, difficulty: NDArray, calibrate_on: str, har
 
 
 def hardest(difficulty: NDArray, share: float, rng: np.random.Generator) -> NDArray[np.intp]:
-    """Sorted rows of the hardest `share` of items (at least 2); ties in difficulty are broken by a seeded draw."""
-    n = len(difficulty)
-    order = np.lexsort((rng.random(n), -np.asarray(difficulty, dtype=float)))
-    return np.sort(order[:max(2, round(share * n))])
+    """Sorted rows of the hardest `share` of items (at least 2); ties in difficulty are broken by a seeded draw.
+
+    The rows of a sort by (difficulty descending, draw ascending), found without sorting the whole pool: every
+    item harder than the cut, then the tied items at the cut with the smallest draws."""
+    d = np.asarray(difficulty, dtype=float)
+    n = len(d)
+    draw = rng.random(n)
+    k = min(n, max(2, round(share * n)))
+    cut = np.partition(d, n - k)[n - k]  # the k-th largest difficulty
+    above = np.flatnonzero(d > cut)
+    tied = np.flatnonzero(d == cut)
+    tied = tied[np.argsort(draw[tied], kind="stable")[:k - len(above)]]
+    return np.sort(np.concatenate([above, tied]))
 
 
 def difficulty_errors(truth: NDArray, difficulty: NDArray, kappa: float, concentration: float,
@@ -94,14 +103,24 @@ def difficulty_errors(truth: NDArray, difficulty: NDArray, kappa: float, concent
         out[order[0][:t - positives]] = 1
         return out
 
+    # Cohen's kappa on `rows` after t flips, from counts: flipping the first p positives and t - p negatives
+    # (in their orders) changes the 2 x 2 table by how many of those lie in `rows`.
+    flipped = {c: np.concatenate([[0], np.cumsum(in_rows[order[c]])]) for c in (0, 1)}
+    pos, m = int((truth[in_rows] == 1).sum()), int(in_rows.sum())
+
     def kappa_at(t: int) -> float:
-        return agreement(truth[in_rows], answers(t)[in_rows])
+        p = min(len(order[1]), round(t * share))
+        lost, gained = flipped[1][p], flipped[0][min(t - p, len(order[0]))]  # 1 -> 0 and 0 -> 1, in rows
+        said = pos - lost + gained  # answers of 1 in rows
+        agree = (m - pos - gained) + (pos - lost)
+        expected = (pos * said + (m - pos) * (m - said)) / m ** 2 if m else 1.0
+        return 0.0 if expected >= 1 else (agree / m - expected) / (1 - expected)
 
     lo, hi = 0, len(truth)  # kappa falls as t grows: find the last t with kappa >= target
     while lo < hi:
         mid = (lo + hi + 1) // 2
         lo, hi = (mid, hi) if kappa_at(mid) >= kappa else (lo, mid - 1)
-    best = min((lo, min(lo + 1, len(truth))), key=lambda t: abs(kappa_at(t) - kappa))
+    best = min((lo, min(lo + 1, len(truth))), key=lambda t: round(abs(kappa_at(t) - kappa), 12))  # a tie: fewer flips
     return answers(best)
 
 
