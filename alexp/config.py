@@ -25,6 +25,8 @@ OPTIONAL_GROUPS = ("scout", "stopping")  # null unless chosen
 RUNTIME_ARGS = {"oracle": ("truth", "rng", "context", "pool_features"), "scout": ("features",)}
 # Settings that change neither a run's results (beyond float rounding) nor where it is logged.
 NOT_IN_RUN_KEY = ("progress", "state_dir", "threads")
+# How a run waits for a person, or pages an item, does not change what it asks: changing it resumes the same run.
+NOT_IN_RUN_KEY_OF = {"oracle": ("wait", "poll_seconds", "timeout_seconds", "page_lines")}
 NOT_PARAMS = ("tracking", *NOT_IN_RUN_KEY)  # overrides not worth an MLflow param
 
 
@@ -108,6 +110,9 @@ def run_key(resolved: dict) -> str:
     the same checkpoint (and MLflow run); the same experiment logged to another store or experiment does not."""
     content = {k: v for k, v in resolved.items() if k not in NOT_IN_RUN_KEY
                and not (k == "stopping" and v is None)}  # runs from before stopping rules keep their key
+    for group, keys in NOT_IN_RUN_KEY_OF.items():
+        if isinstance(content.get(group), dict):
+            content[group] = {k: v for k, v in content[group].items() if k not in keys}
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -120,7 +125,8 @@ def params(cfg: DictConfig) -> dict[str, str]:
         for override in HydraConfig.get().overrides.task:  # a key set twice: the last value is the one used
             k, _, v = override.lstrip("+~").partition("=")
             k = k.split("@")[-1]  # a group placed at another package ('oracle@curated_set.oracle'): its package
-            if k.split(".")[0] not in NOT_PARAMS:
+            group, _, key = k.partition(".")
+            if group not in NOT_PARAMS and key not in NOT_IN_RUN_KEY_OF.get(group, ()):
                 overrides[k] = re.sub(r"\\(.)", r"\1", v)  # as typed: a sweep's job gets its values escaped
         out.update({k: v for k, v in overrides.items() if k not in out})
     return out

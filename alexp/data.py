@@ -101,6 +101,7 @@ class File:
     class_names: Sequence[str] | None = None  # each class in a word or two, [negative, positive], for people
     descriptions: Sequence[str] | None = None  # each class in words, [negative, positive], for zero-shot scouts
     context_columns: Sequence[str] = ()
+    show_columns: Sequence[str] = ()  # context columns a human oracle shows beside each item (none by default)
     select: Mapping[str, Sequence] | None = None  # keep rows whose column values are listed, e.g. {review: [a, b]}
     test_size: float = 0.2
     positive_rate: float | None = None

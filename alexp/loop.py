@@ -114,7 +114,10 @@ class Loop:
             raise ValueError("budget.initial=0 starts from a scout's predictions: set one (scout=zero_shot)")
         if self.scout is not None and not state.history:
             self._evaluate_scout(state)
-        self.oracle.resume(np.flatnonzero(state.labeled_in >= 0))
+        accepted = np.flatnonzero(state.labeled_in >= 0)
+        self.oracle.resume(accepted, state.labels[accepted])
+        if self.checkpoint is not None:  # a person's answers are journaled beside the state the moment given
+            self.oracle.keep_journal(self.checkpoint.with_suffix(".answers.jsonl"))
         if state.pending.size:  # resumed while waiting: requests are idempotent, so ask again
             self.oracle.tell(state.round + 1, self.budget.rounds, state.n_labeled)
             self.oracle.request(state.pending)
@@ -126,6 +129,7 @@ class Loop:
             while True:
                 if state.pending.size:
                     answers = self.oracle.collect()
+                    self._correct(state, self.oracle.corrections())
                     if answers is not None:
                         self._accept(state, answers)
                         faults.crash_point("accepted")
@@ -135,6 +139,8 @@ class Loop:
                     if state.pending.size:  # nothing, or only part of the batch, came back
                         if answers:
                             self.oracle.request(state.pending)  # ask again for the rest only
+                            if getattr(self.oracle, "wait", False):
+                                continue  # an oracle that waits takes the rest as it comes
                         return state
                 if state.evaluated < state.round:
                     fitted = self._evaluate(state, resumed=fitted is None)
@@ -202,6 +208,14 @@ class Loop:
         if not state.pending.size:
             state.round += 1
         self._save(state)
+
+    def _correct(self, state: LoopState, fixes: dict[int, int]) -> None:
+        """Apply a human oracle's corrections of labels it gave before: the next fit uses them; rounds already
+        scored keep their scores (their history is what happened)."""
+        rows = [r for r, k in fixes.items() if state.labeled_in[r] >= 0 and state.labels[r] != k]
+        if rows:
+            state.labels[rows] = [fixes[r] for r in rows]
+            self._save(state)
 
     def _fit(self, state: LoopState, resumed: bool = False):
         """The model fitted on the labels so far; while they hold one class, the scout if there is one.

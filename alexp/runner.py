@@ -260,9 +260,12 @@ def run(cfg: DictConfig) -> Outcome:
         parts = build(cfg)
         state = LoopState.load(checkpoint) if checkpoint.is_file() else None
         if state is not None:
-            rounds = parts.budget.rounds
+            rounds = parts.budget.rounds  # the round under way: the one asked, or the last one still to be scored
+            current = state.round + (2 if state.pending.size or state.evaluated >= state.round else 1)
+            if rounds is not None:
+                current = min(current, rounds + 1)
             log.info("resuming from %s: %s so far, in round %d%s", checkpoint, plural(state.n_labeled, "label"),
-                     state.round + 2, f" of {rounds + 1}" if rounds is not None else "")
+                     current, f" of {rounds + 1}" if rounds is not None else "")
         run_id = state.run_id if state is not None else (found.run_id if found is not None else None)
         tags = {"alexp.run_key": key, "alexp.threads": str(threads),
                 "mlflow.note.content": run_description(cfg, parts.budget),

@@ -201,3 +201,144 @@ def test_a_parquet_labels_file_with_list_valued_labels_is_refused_in_one_line(tm
     oracle.commit()
     (archived,) = (tmp_path / "done").iterdir()
     assert archived.name.startswith("labels-") and archived.suffix == ".parquet"
+
+
+# --- an expert who writes the file row by row while the run waits -------------------------------------------
+
+def _waiting_loop(queue, checkpoint, ids):
+    from sklearn.linear_model import LogisticRegression
+
+    from alexp.acquisition import Random
+    from alexp.budget import Budget
+    from alexp.loop import Loop
+    from alexp.oracles import Files
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(len(ids) + 40, 3))
+    y = (X[:, 0] > 0).astype(np.int64)
+    oracle = Files({"id": ids}, queue_dir=str(queue), wait=True, poll_seconds=0.005)
+    return Loop(X[:len(ids)], X[len(ids):], y[len(ids):], LogisticRegression(), Random(), oracle,
+                Budget(initial=12, batch_size=12, rounds=2, stratified=False), seed=0, checkpoint=checkpoint,
+                progress=False)
+
+
+def test_an_expert_appending_rows_while_the_run_waits_is_asked_each_item_once(tmp_path):
+    """The expert appends one answer at a time to labels.csv (header first when the file is new) and answers
+    whatever pending.csv lists that the file does not hold yet. alexp reads partly answered files as they grow,
+    archives only what it read, and the run ends with every answer given exactly once."""
+    import threading
+    import time
+
+    queue, ids = tmp_path / "labels", np.arange(500, 620)
+    asked: dict[int, int] = {}  # id -> times the expert answered it
+    done = threading.Event()
+
+    def expert_at_work():
+        while not done.is_set():
+            try:  # its own file first, then the list of what is still asked (alexp updates that list first)
+                have = set(pl.read_csv(queue / "labels.csv")["id"].to_list()) if (queue / "labels.csv").exists() \
+                    else set()
+                todo = pl.read_csv(queue / "pending.csv")["id"].to_list()
+            except (FileNotFoundError, pl.exceptions.NoDataError):
+                time.sleep(0.002)
+                continue
+            new = [i for i in todo if i not in have]
+            if new:
+                i = new[0]
+                asked[i] = asked.get(i, 0) + 1
+                fresh = not (queue / "labels.csv").exists()
+                with open(queue / "labels.csv", "a") as f:
+                    f.write(("id,label\n" if fresh else "") + f"{i},{expert([i])[0]}\n")
+            time.sleep(0.003)
+
+    worker = threading.Thread(target=expert_at_work)
+    worker.start()
+    try:
+        state = _waiting_loop(queue, tmp_path / "state.npz", ids).run(None)
+    finally:
+        done.set()
+        worker.join()
+    assert state.finished and state.n_labeled == 36
+    twice = {i: n for i, n in asked.items() if n > 1}
+    assert not twice, f"answered more than once: {twice}"
+    rows = np.flatnonzero(state.labeled_in >= 0)
+    assert state.labels[rows].tolist() == expert(ids[rows].tolist())  # every answer, as given
+    archived = pl.concat([pl.read_csv(p, schema_overrides={"label": pl.String}) for p in (queue / "done").iterdir()])
+    assert sorted(set(archived["id"].to_list())) == sorted(ids[rows].tolist())  # what was read is what was kept
+
+
+def test_a_corrected_label_is_applied_and_said_in_one_line(tmp_path, caplog):
+    from alexp.oracles import Files
+
+    oracle = Files({"id": np.array([5, 6, 7, 8])}, queue_dir=str(tmp_path))
+    oracle.resume(np.array([0, 1]), np.array([1, 0]))  # ids 5 and 6 accepted as 1 and 0
+    oracle.request(np.array([2, 3]))
+    answer(tmp_path, [5, 6, 7], ["0", "0", "1"])  # 5 corrected to 0, 6 given again unchanged, 7 answered
+    assert oracle.collect() == {2: 1}
+    assert oracle.corrections() == {0: 0} and oracle.corrections() == {}
+    (line,) = [r.getMessage() for r in caplog.records if "corrected" in r.getMessage()]
+    assert line.startswith("labels file: id 5 was accepted as 1; corrected to 0 (applied")
+    oracle.commit()
+    assert pending(tmp_path) == [8]  # only the item still unanswered is listed as pending
+    assert not (tmp_path / "labels.csv").exists()  # read whole, so archived and removed
+
+
+def test_the_loop_applies_a_correction_to_its_next_fit(tmp_path):
+    queue, ids = tmp_path / "labels", np.arange(500, 620)
+    loop = _waiting_loop(queue, tmp_path / "state.npz", ids)
+    loop.oracle.wait = False
+    state = loop.run(None)
+    first = [int(ids[r]) for r in state.pending]
+    answer(queue, first)
+    state = loop.run(state)
+    flipped = first[0]
+    answer(queue, [flipped, *[int(ids[r]) for r in state.pending]],
+           [str(1 - expert([flipped])[0]), *[str(x) for x in expert([int(ids[r]) for r in state.pending])]])
+    state = loop.run(state)
+    row = int(np.flatnonzero(ids == flipped)[0])
+    assert state.labels[row] == 1 - expert([flipped])[0] and state.round == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("k", [3, 7])
+def test_a_run_killed_while_an_expert_writes_answers_keeps_all_of_them(tmp_path, k):
+    """The run waits (oracle.wait=true) while the expert appends answers one by one; kill -9 right after the
+    k-th; the same command resumed asks only for the items not answered, and the run ends with every answer."""
+    import subprocess
+    import sys
+    import time
+
+    from conftest import alexp_process, job_env
+
+    queue = tmp_path / "labels"
+    args = [*ARGS, f"oracle.queue_dir={queue}", "budget.rounds=1"]
+    proc = subprocess.Popen([sys.executable, "-m", "alexp", *args, "oracle.wait=true", "oracle.poll_seconds=0.05"],
+                            cwd=tmp_path, env=job_env(tmp_path), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (queue / "pending.csv").exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    first = pending(queue)
+    given = dict(zip(first[:k], expert(first[:k])))
+    for i, (item, label) in enumerate(given.items()):
+        fresh = not (queue / "labels.csv").exists()
+        with open(queue / "labels.csv", "a") as f:
+            f.write(("id,label\n" if fresh else "") + f"{item},{label}\n")
+        time.sleep(0.03 * (i % 3))
+    proc.kill()
+    proc.wait(timeout=30)
+
+    out = alexp_process(*args, cwd=tmp_path).stdout  # waits no more: takes what is there
+    asked = pending(queue)
+    assert f"waiting for {10 - k} labels" in out and sorted(asked) == sorted(first[k:])  # none asked twice
+    answer(queue, asked)
+    given.update(zip(asked, expert(asked)))
+    alexp_process(*args, cwd=tmp_path)
+    second = pending(queue)
+    answer(queue, second)
+    given.update(zip(second, expert(second)))
+    assert "kappa by label count" in alexp_process(*args, cwd=tmp_path).stdout
+    client, _, (run,) = runs(tmp_path)
+    labeled = pl.read_parquet(client.download_artifacts(run.info.run_id, "labeled.parquet", str(tmp_path)))
+    assert dict(zip(labeled["id"].to_list(), labeled["label"].to_list())) == given  # all k, as given

@@ -159,6 +159,54 @@ def test_an_expert_labels_two_rounds_in_label_studio_across_restarts(alexp, serv
 
 
 @pytest.mark.slow
+def test_a_run_killed_while_it_waits_for_annotations_keeps_them_and_asks_none_twice(server, tmp_path, monkeypatch):
+    """kill -9 while the run waits (oracle.wait=true) after 3 of 6 annotations: resumed, it asks for the other 3
+    only (no task added), and the run ends with every answer."""
+    from conftest import alexp_process, job_env
+
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", TOKEN)
+    project = "alexp kill test"
+    args = ["oracle=label_studio", f"oracle.url={server.url}", f"oracle.project={project}", "data.n_rows=400",
+            "budget.initial=6", "budget.batch_size=6", "budget.rounds=1", "progress=false"]
+    proc = subprocess.Popen([sys.executable, "-m", "alexp", *args, "oracle.wait=true", "oracle.poll_seconds=0.2"],
+                            cwd=tmp_path, env=job_env(tmp_path), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while True:
+        assert time.monotonic() < deadline and proc.poll() is None
+        try:
+            c, first = tasks(server, project)
+        except ValueError:  # the project is not there yet
+            first = []
+        if len(first) == 6:
+            break
+        time.sleep(0.2)
+    given = {}
+    for t in first[:3]:
+        given[t.data["id"]] = expert([t.data["id"]])[0]
+        annotate(c, t, given[t.data["id"]])
+    time.sleep(0.3)
+    proc.kill()
+    proc.wait(timeout=30)
+
+    assert "waiting for 3 labels" in alexp_process(*args, cwd=tmp_path).stdout
+    c, again = tasks(server, project)
+    assert len(again) == 6  # nothing asked twice
+    for t in unanswered(again):
+        given[t.data["id"]] = expert([t.data["id"]])[0]
+        annotate(c, t, given[t.data["id"]])
+    alexp_process(*args, cwd=tmp_path)
+    c, both = tasks(server, project)
+    for t in unanswered(both):
+        given[t.data["id"]] = expert([t.data["id"]])[0]
+        annotate(c, t, given[t.data["id"]])
+    assert "kappa by label count" in alexp_process(*args, cwd=tmp_path).stdout
+    mlflow_client, _, (run,) = runs(tmp_path)
+    labeled = pl.read_parquet(mlflow_client.download_artifacts(run.info.run_id, "labeled.parquet", str(tmp_path)))
+    assert dict(zip(labeled["id"].to_list(), labeled["label"].to_list())) == given
+
+
+@pytest.mark.slow
 def test_a_project_of_another_pool_and_a_bad_token_are_refused_by_name(server, monkeypatch):
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", TOKEN)
     pool = {"id": np.array([10, 11, 12]), "text": np.array(["a", "b", "c"], dtype=object)}

@@ -17,7 +17,7 @@ def type_keys(cwd, keys):
     proc = subprocess.run([sys.executable, "-m", "alexp", *ARGS], cwd=cwd, env=job_env(cwd), input=keys,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    shown = [int(i) for i in re.findall(r"\] id (\d+)", proc.stdout)]
+    shown = [int(i) for i in re.findall(r"^item \d+ of \d+, round \d+ of \d+: id (\d+)", proc.stdout, re.MULTILINE)]
     return proc.stdout, shown
 
 

@@ -51,15 +51,38 @@ class Oracle:
         """Told before each request: the round it belongs to (0 = the initial set), the last round (None when
         only the cost or the pool ends the run) and the labels accepted so far (default: ignored)."""
 
-    def resume(self, labeled: NDArray[np.intp]) -> None:
-        """Told at the start of every loop which pool rows hold accepted labels already (default: ignored)."""
+    def resume(self, labeled: NDArray[np.intp], labels: NDArray[np.int64] | None = None) -> None:
+        """Told at the start of every loop which pool rows hold accepted labels already, and their labels
+        (default: ignored)."""
+
+    def corrections(self) -> dict[int, int]:
+        """{pool row: label} for accepted rows a person has labelled anew since the last call (default: none)."""
+        return {}
 
     def commit(self) -> None:
         """Called once the answers of the last `collect()` are saved in the loop's state; only now may an oracle
         discard them (the files oracle archives its answer file). Default: nothing to do."""
 
+    def keep_journal(self, path) -> None:
+        """Told where a human oracle may keep each answer the moment it is given (beside the run's state), so a
+        killed run loses none (default: ignored; answers that live in a file or on a server need no journal)."""
+
     def finish(self) -> None:
         """Called when the run has bought all its labels: tidy up what was shown to people (default: nothing)."""
+
+
+def shown_columns(context: dict, show) -> list[str]:
+    """The context columns a person may see beside an item: only those the config names (`data.show_columns`).
+
+    A data file's other columns often hold labels (a screening decision, the crowd's votes): shown, they would
+    anchor the expert on the very answers the expert is compared against, so none is shown unless named."""
+    show = [str(c) for c in (show or [])]
+    extra = [c for c in context if c not in ("id", "text")]
+    unknown = [c for c in show if c not in extra]
+    if unknown:
+        raise AlexpError(f"data.show_columns names {unknown}, which the data does not carry; choose among "
+                         f"data.context_columns {extra} (or set data.show_columns=[])")
+    return show
 
 
 def accepted(fn: Callable, **available: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alexp import AlexpError
-from alexp.oracles.base import Oracle
+from alexp.oracles.base import Oracle, shown_columns
 from alexp.oracles.human import wait_for
 
 ROW = "alexp_row"  # task data field holding the pool row a task asks about
@@ -23,7 +23,7 @@ class LabelStudio(Oracle):
     The project `project` (a title) is created on first use with one single-choice question over the item's
     text (`names` are the choices shown; the answer is the class of `classes` at the same position), and found
     again by its title on every later run, so a run resumes across restarts of alexp or of the server. Each
-    pool item becomes one task holding its id, text, context columns and its pool row (`alexp_row`); asking
+    pool item becomes one task holding its id, text, the context columns named in `show_columns` and its pool row (`alexp_row`); asking
     again for an item that already has a task adds nothing. An item's label is its latest annotation that was
     not skipped; items without one stay pending. With `wait: false` the run saves its state and stops until
     annotations arrive (run the same command again to resume); with `wait: true` it polls every
@@ -35,7 +35,8 @@ class LabelStudio(Oracle):
 
     def __init__(self, context: Mapping[str, NDArray], url: str = "http://localhost:8080",
                  token_env: str = "LABEL_STUDIO_API_KEY", project: str = "alexp", classes: Sequence = (0, 1),
-                 names: Sequence[str] | None = None, instructions: str = "", wait: bool = False,
+                 names: Sequence[str] | None = None, instructions: str = "", show_columns: Sequence[str] = (),
+                 wait: bool = False,
                  poll_seconds: float = 10.0, timeout_seconds: float | None = None, cost_per_label: float = 1.0):
         if "id" not in context:
             raise AlexpError("the label_studio oracle needs the pool's ids in its context")
@@ -45,6 +46,7 @@ class LabelStudio(Oracle):
         if len(names) != len(classes) or len(set(names)) != len(names):
             raise AlexpError(f"names must give one distinct name per class {list(classes)}; got {names}")
         self.context, self.ids = context, np.asarray(context["id"])
+        self.shown = shown_columns(context, show_columns)
         self.url, self.token_env, self.title = url.rstrip("/"), token_env, project
         self.classes, self.names, self.instructions = list(classes), names, instructions
         self.wait, self.poll_seconds, self.timeout_seconds = wait, poll_seconds, timeout_seconds
@@ -108,7 +110,8 @@ class LabelStudio(Oracle):
             yield row, task
 
     def _data(self, rows: list[int]) -> list[dict]:
-        columns = {k: np.asarray(v)[rows].tolist() for k, v in self.context.items()}
+        columns = {k: np.asarray(self.context[k])[rows].tolist() for k in ("id", "text", *self.shown)
+                   if k in self.context}
         if "text" not in columns:  # a pool without text: show the item's fields
             columns["text"] = [", ".join(f"{k}: {columns[k][i]}" for k in columns) for i in range(len(rows))]
         return [{ROW: r, **{k: _json(v[i]) for k, v in columns.items()}} for i, r in enumerate(rows)]
