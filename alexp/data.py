@@ -5,8 +5,10 @@ polars stays inside this module: everything it returns is numpy.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,8 @@ from numpy.typing import NDArray
 from alexp import AlexpError
 from alexp.atomic import atomic_path
 from alexp.errors import first_line
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,11 @@ def resample_rows(y: NDArray, positive_rate: float | None, max_rows: int | None,
             pos = rng.choice(pos, want_pos, replace=False)
         else:
             neg = rng.choice(neg, round(len(pos) * (1 - positive_rate) / positive_rate), replace=False)
-        rows = np.sort(np.concatenate([pos, neg]))
+        kept = np.sort(np.concatenate([pos, neg]))
+        if len(kept) < len(rows):
+            log.info("data.positive_rate=%s keeps %d of %d rows (%d positives, %d negatives): rows are dropped to "
+                     "reach the rate", positive_rate, len(kept), len(rows), len(pos), len(neg))
+        rows = kept
     if max_rows is not None and max_rows < len(rows):
         from sklearn.model_selection import train_test_split
 
@@ -102,6 +110,7 @@ class File:
     descriptions: Sequence[str] | None = None  # each class in words, [negative, positive], for zero-shot scouts
     context_columns: Sequence[str] = ()
     show_columns: Sequence[str] = ()  # context columns a human oracle shows beside each item (none by default)
+    quote_char: str | None = '"'  # CSV / TSV quoting; None reads quotes as text (a file retries so on failure)
     select: Mapping[str, Sequence] | None = None  # keep rows whose column values are listed, e.g. {review: [a, b]}
     test_size: float = 0.2
     positive_rate: float | None = None
@@ -131,13 +140,10 @@ class File:
         """Read, validate and subsample the file; raises AlexpError naming the first problem found."""
         import polars as pl
 
-        lazy = self._scan()
         try:
-            frame = lazy.collect()
-        except pl.exceptions.PolarsError as e:
-            raise AlexpError(f"cannot read {self.path}: {first_line(e, 200)}; save it as UTF-8 "
-                             f"{Path(self.path).suffix.lstrip('.').upper() or 'CSV'} with a header row and "
-                             "quoted text fields (or as .parquet)") from None
+            frame = self._scan(self.quote_char).collect()
+        except (pl.exceptions.PolarsError, AlexpError) as e:
+            frame = self._without_quotes(e)
         if not frame.height:
             raise AlexpError(f"{self.path} has a header but no rows; give data.path a file with labeled rows")
         nested = [c for c, t in frame.schema.items() if t.is_nested()]
@@ -169,7 +175,44 @@ class File:
         ids = self._ids(frame)
         extra = {c: frame[c].to_numpy() for c in self.context_columns}
         rows = resample_rows(y, self.positive_rate, self.max_rows, self.sample_seed)
+        self._say_classes(y[rows])
         return Table(ids, y, inputs, tuple(self.classes), extra).take(rows)
+
+    def _say_classes(self, y: NDArray) -> None:
+        """Name the positive class and its share at the start; warn when it is the majority (the classes are
+        often given the wrong way round, and alexp's curves and rare-class strategies assume a rare positive)."""
+        names = self.class_names or [str(c) for c in self.classes]
+        share = float(y.mean()) if len(y) else 0.0
+        log.info("data: positive class %r (label %r) is %.1f%% of %d rows", names[1], self.classes[1], 100 * share,
+                 len(y))
+        if share > 0.5:
+            log.warning("data: the positive class %r (label %r) is the majority (%.0f%%); data.classes lists "
+                        "[negative, positive]: if %r is the positive class, give data.classes=[%s,%s]", names[1],
+                        self.classes[1], 100 * share, self.classes[0], self.classes[1], self.classes[0])
+
+    def _without_quotes(self, error: Exception):
+        """A CSV / TSV that quoting cannot parse (raw text with stray `"`, as many public corpora ship): read again
+        with quotes as plain text, and say so; if that fails too, the first error is the one reported."""
+        import polars as pl
+
+        path = self._path()
+        if self.quote_char is not None and path.suffix.lower() in (".csv", ".tsv"):
+            try:
+                frame = self._scan(None).collect()
+            except (pl.exceptions.PolarsError, AlexpError):
+                pass
+            else:
+                log.warning("read %s with quotes as plain text (data.quote_char=null): parsed with quoting it "
+                            "failed (%s)", path, first_line(error, 120))
+                return frame
+        if isinstance(error, AlexpError):
+            raise error
+        raise AlexpError(f"cannot read {path}: {first_line(error, 200)}; save it as UTF-8 "
+                         f"{path.suffix.lstrip('.').upper() or 'CSV'} with a header row and "
+                         "quoted text fields (or as .parquet)") from None
+
+    def _path(self) -> Path:
+        return Path(self.path).expanduser()
 
     def _ids(self, frame) -> NDArray:
         if self.id_column is None:
@@ -181,15 +224,16 @@ class File:
                              f"{ids.null_count()} nulls, duplicated: {bad}")
         return ids.to_numpy()
 
-    def _scan(self):
+    def _scan(self, quote_char: str | None = '"'):
         import polars as pl
 
-        path = Path(self.path)
+        path = self._path()
         if path.is_dir():
             raise AlexpError(f"data.path={self.path!r} is a folder; point it at a .parquet, .csv or .tsv file")
         if not path.is_file():
             raise AlexpError(f"data file not found: {path} (set data.path, or ALEXP_DATA_DIR for the presets)")
-        readers = {".parquet": pl.scan_parquet, ".csv": pl.scan_csv, ".tsv": _scan_tsv}
+        readers = {".parquet": pl.scan_parquet, ".csv": partial(pl.scan_csv, quote_char=quote_char),
+                   ".tsv": partial(pl.scan_csv, separator="\t", quote_char=quote_char)}
         if path.suffix.lower() not in readers:
             raise AlexpError(f"unsupported data file type {path.suffix!r} for {path}: use .parquet, .csv or .tsv")
         if path.stat().st_size == 0:
@@ -236,12 +280,6 @@ class File:
             raise AlexpError(f"feature columns have null, NaN or infinite values (first at rows "
                              f"{np.flatnonzero(~np.isfinite(matrix).all(axis=1))[:5].tolist()})")
         return matrix
-
-
-def _scan_tsv(path, glob: bool = True):
-    import polars as pl
-
-    return pl.scan_csv(path, separator="\t", glob=glob)
 
 
 

@@ -8,6 +8,7 @@ and keeps its traceback.
 from __future__ import annotations
 
 import difflib
+import re
 
 from omegaconf import DictConfig
 
@@ -37,6 +38,11 @@ def user_error(e: BaseException) -> str | None:
     if isinstance(e, ConfigCompositionException) and str(e).startswith("Could not override"):
         return _unknown_key(e)
     if isinstance(e, OverrideParseException):
+        tilde = re.search(r"([\w.@/]+)=(~[^\s)]*)", str(e))
+        if tilde:  # Hydra's grammar has no bare ~; quoted, alexp expands it to the home folder
+            key, value = tilde.groups()
+            return (f"{key}={value}: a ~ needs quotes on the command line: '{key}=\"{value}\"' (alexp expands "
+                    f"~ to your home folder), or give the full path")
         return (f"cannot parse the command line ({first_line(e)}); write overrides as key=value (e.g. seed=1) and "
                 "put quotes around values with brackets, commas or spaces: 'data.path=\"my [1].csv\"'")
     if isinstance(e, OmegaConfBaseException):

@@ -377,3 +377,69 @@ def test_a_cached_synthetic_table_is_the_generated_one(tmp_path):
         np.testing.assert_array_equal(table.extra["posterior"], fresh.extra["posterior"])
     Synthetic(n_rows=2000, class_sep=0.5, cache_dir=str(tmp_path)).load()
     assert len(list(tmp_path.glob("synthetic-*.npz"))) == 2  # other parameters, another file
+
+
+# --- files as users bring them ---------------------------------------------------------------------------------
+
+def raw_tsv(folder: Path) -> Path:
+    """A raw tab-separated corpus as public ones ship: stray `"` inside texts, no quoting at all."""
+    texts = ['he said "hi there', "plain text", '"quoted start and more', 'ok "x" y', "the end", 'a 12" pipe']
+    path = folder / "raw.tsv"
+    path.write_text("id\ttext\tlabel\n" + "".join(f"{i}\t{t}\t{i % 2}\n" for i, t in enumerate(texts)))
+    return path
+
+
+def test_a_raw_tsv_with_stray_quotes_is_read_whole_and_said(tmp_path, caplog):
+    path = raw_tsv(tmp_path)
+    table = File(path=str(path), label_column="label", text_column="text").load()
+    assert list(table.inputs) == ['he said "hi there', "plain text", '"quoted start and more', 'ok "x" y',
+                                  "the end", 'a 12" pipe']  # every row, its quotes kept as text
+    (line,) = [r.getMessage() for r in caplog.records if "quotes as plain text" in r.getMessage()]
+    assert "data.quote_char=null" in line
+    caplog.clear()
+    File(path=str(path), label_column="label", text_column="text", quote_char=None).load()
+    assert not [r for r in caplog.records if "quotes as plain text" in r.getMessage()]  # asked for: no warning
+
+
+def test_a_file_that_fails_both_ways_reports_the_quoted_reading_error(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(b"id,text,label\n1,\"ok\",0\n2,\"x\",1\n\xff\xfe\x00garbage,\"\n")
+    message = error_message(lambda: File(path=str(path), label_column="label", text_column="text").load())
+    assert message.startswith(f"cannot read {path}") or "label column" in message
+
+
+def test_a_tilde_path_is_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    write(text_frame(), tmp_path, "csv")
+    assert len(File(path="~/data.csv", label_column="label", text_column="text").load()) == 6
+
+
+def test_a_tilde_on_the_command_line_says_how_to_quote_it(alexp, tmp_path):
+    result = alexp("data=file", "data.path=~/x.csv", "data.label_column=label", cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    assert "data.path=~/x.csv: a ~ needs quotes on the command line: 'data.path=\"~/x.csv\"'" in result.stderr
+
+
+def test_the_positive_class_and_its_share_are_said_and_a_majority_positive_is_warned(tmp_path, caplog):
+    caplog.set_level("INFO")
+    frame = pl.DataFrame({"text": [f"t{i}" for i in range(100)], "label": ["spam"] * 10 + ["ham"] * 90})
+    path = write(frame, tmp_path, "csv")
+    File(path=path, label_column="label", text_column="text", classes=["ham", "spam"]).load()
+    assert "data: positive class 'spam' (label 'spam') is 10.0% of 100 rows" in caplog.text
+    assert "majority" not in caplog.text
+    caplog.clear()
+    File(path=path, label_column="label", text_column="text", classes=["spam", "ham"],
+         class_names=["spam", "ham"]).load()  # given the wrong way round
+    assert "positive class 'ham' (label 'ham') is the majority (90%)" in caplog.text
+    assert "give data.classes=[ham,spam]" in caplog.text
+
+
+def test_a_pool_shrunk_by_positive_rate_says_so(caplog):
+    caplog.set_level("INFO")
+    y = np.array([1] * 50 + [0] * 150)
+    rows = resample_rows(y, 0.5, None, 0)
+    assert len(rows) == 100
+    assert "data.positive_rate=0.5 keeps 100 of 200 rows (50 positives, 50 negatives)" in caplog.text
+    caplog.clear()
+    resample_rows(y, 0.25, None, 0)  # already at the rate: nothing dropped, nothing said
+    assert "keeps" not in caplog.text
