@@ -19,6 +19,7 @@ import os
 import platform
 import resource
 import subprocess
+import threading
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -169,6 +170,14 @@ def arm_done(client, arm: Arm) -> tuple[list[int], list[str]]:
     return [s for s in arm.seeds if s not in finished], stale
 
 
+_PRINT = threading.Lock()  # two arms run at once: one line at a time
+
+
+def say(line: str) -> None:
+    with _PRINT:
+        print(line, flush=True)
+
+
 def run_arm(arm: Arm, uri: str) -> float:
     """Run the arm's missing seeds (one `alexp -m` sweep, jobs one by one); returns its wall seconds. Stale runs
     are deleted first (MLflow keeps them restorable: `mlflow gc` is what removes them for good)."""
@@ -177,19 +186,19 @@ def run_arm(arm: Arm, uri: str) -> float:
     for run_id in stale:
         client.delete_run(run_id)
     if stale:
-        print(f"  {arm.experiment} {arm.name}: {len(stale)} runs of an earlier configuration deleted", flush=True)
+        say(f"  {arm.experiment} {arm.name}: {len(stale)} runs of an earlier configuration deleted")
     if not missing:
-        print(f"  {arm.experiment} {arm.name}: already logged, skipped", flush=True)
+        say(f"  {arm.experiment} {arm.name}: already logged, skipped")
         return 0.0
     cmd = ["alexp", "-m", *arm.overrides, f"seed={','.join(map(str, missing))}", f"+arm={arm.name}",
            f"tracking.experiment_name={arm.experiment}", "hydra/launcher=basic"]
     started = time.perf_counter()
     done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if done.returncode:
-        print(f"  {arm.experiment} {arm.name} FAILED:\n{done.stderr[-3000:]}\ncommand: {' '.join(cmd)}", flush=True)
+        say(f"  {arm.experiment} {arm.name} FAILED:\n{done.stderr[-3000:]}\ncommand: {' '.join(cmd)}")
         return math.nan
     seconds = time.perf_counter() - started
-    print(f"  {arm.experiment} {arm.name}: {len(missing)} seeds in {seconds:.0f} s", flush=True)
+    say(f"  {arm.experiment} {arm.name}: {len(missing)} seeds in {seconds:.0f} s")
     return seconds
 
 
@@ -916,10 +925,14 @@ CANNOT = [
     "budget's 420 labels, but rescoring a 13k-20k pool every round takes 2-3 minutes (issue 19), i.e. hours per "
     "20-seed arm, and a fine-tuned model on 100,000 crowd labels is out of reach: the crowd curves here are "
     "logistic regression (and MLP) on fixed embeddings, a proxy for the seed's crowd-trained model.",
-    "- **100,000 real crowd labels.** Only the synthetic pool is that big; the real pools end at 12k-20k items, "
-    "so their crowd plateau is the crowd curve at the whole pool, not at 100k.",
-    "- **Real experts.** Expert labels are simulated (calibrated kappa, errors on hard items); only Davidson's crowd "
-    "votes and Cohen's quick screening label are real. The seed's experts also disagreed among themselves (.78-.81).",
+    "- **100,000 real crowd labels.** Only the synthetic pool (200k) reaches 100k crowd labels, and synthetic is "
+    "out of the verdicts; the real pools end at 12k-20k items, so their crowd is compared at the whole pool, "
+    "not at 100k.",
+    "- **Real experts.** Expert labels are simulated: a panel of two whose members each reach kappa .8 on the "
+    "hardest 7% of the pool and agree with each other at .8 there, as the seed's experts agreed (.78-.81), with "
+    "errors concentrated on hard items as the real cheap labels measured here are (simulations/measured_noise). "
+    "Only Davidson's crowd votes and Cohen's quick screening label are real labels; how real experts err is not "
+    "measured, so the sensitivity grid shows the verdict across that assumption.",
     "- **The seed's data.** Ad-safety policies, a 5% positive pool of millions and policy experts are not public; "
     "these datasets stand in for them.",
 ]
