@@ -159,7 +159,8 @@ class ClassificationChange(Rule):
 
 @dataclass
 class LabelBudget(Rule):
-    """Stop once `labels` labels are bought: the plain budget every other rule is measured against."""
+    """Stop once `labels` labels are bought: the plain budget every other rule is measured against. It reads no
+    data, so a report never recommends it: stopping there restates the setting, it is not evidence."""
 
     labels: int = 200
 
@@ -169,6 +170,9 @@ class LabelBudget(Rule):
 
     def check(self, predictions, proba, unlabeled, n_labels):
         return n_labels >= self.labels, float(n_labels)
+
+
+NOT_EVIDENCE = ("label_budget",)  # rules (by their conf/stopping name) that stop at a setting, whatever the data say
 
 
 @dataclass

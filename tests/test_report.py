@@ -589,3 +589,19 @@ def test_the_noninferiority_p_values_and_interval_never_disagree():
             assert (r["p_worse"] < 0.025) == (r["diff_high"] < 0)
     agree = stats.noninferiority([0.01] * 5, 0.02)
     assert agree["diff_low"] == agree["diff_high"] == 0.01 and stats.noninferiority_verdict(agree) == "holds"
+
+
+def test_the_stopping_sentence_never_recommends_a_label_budget():
+    """A label budget stops where it was set: earliest and 'safe' on any curve that has levelled off, it is no
+    evidence. The sentence names the earliest rule that reads the data, or says none qualifies."""
+    from alexp.report.tables import Settings, earliest_safe_rule
+
+    def rows(*rules):
+        return pl.DataFrame([{"condition": "margin", "rule": r, "loss": loss, "fired": 5, "seeds": 5,
+                              "labels_at_stop": n, "plateau": 0.8, "max_labels": 600, "at_stop": 0.8 - loss}
+                             for r, n, loss in rules])
+
+    line = earliest_safe_rule(rows(("label_budget", 200, 0.0), ("kappa_average", 400, 0.01)), Settings())
+    assert "**kappa_average** stops earliest: median 400 labels" in line
+    line = earliest_safe_rule(rows(("label_budget", 200, 0.0), ("kappa_average", 400, 0.05)), Settings())
+    assert "no rule stops within a loss" in line and "label_budget" not in line

@@ -160,10 +160,13 @@ def stopping_row(runs: pl.DataFrame, stops: pl.DataFrame, condition: str, rule: 
 
 def earliest_safe_rule(rows: pl.DataFrame, s: Settings) -> str:
     """One sentence: the rule that stops earliest (median labels) among those within `s.stop_loss` of the
-    plateau and firing in at least half the seeds."""
+    plateau and firing in at least half the seeds. Only rules that read the data compete: a label budget stops
+    where it was set, which is no evidence that learning is done."""
+    from alexp.stopping import NOT_EVIDENCE
+
     condition = rows["condition"][0]
-    safe = rows.filter(pl.col("loss") <= s.stop_loss, pl.col("fired") * 2 >= pl.col("seeds")).sort(
-        "labels_at_stop", "loss")
+    safe = rows.filter(pl.col("loss") <= s.stop_loss, pl.col("fired") * 2 >= pl.col("seeds"),
+                       ~pl.col("rule").is_in(list(NOT_EVIDENCE))).sort("labels_at_stop", "loss")
     if not safe.height:
         return (f"**{condition}**: no rule stops within a loss of {s.stop_loss:g} {s.metric} of the plateau in at "
                 "least half the seeds; the full budget is the safe choice here.")
