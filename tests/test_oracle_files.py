@@ -1,5 +1,7 @@
 """The files oracle as an expert uses it: label files between runs, rejected and partial files, resume."""
 
+import os
+
 import numpy as np
 import polars as pl
 import pytest
@@ -223,7 +225,7 @@ def _waiting_loop(queue, checkpoint, ids):
 
 
 def test_an_expert_appending_rows_while_the_run_waits_is_asked_each_item_once(tmp_path):
-    """The expert appends one answer at a time to labels.csv (header first when the file is new) and answers
+    """The expert adds one answer at a time to labels.csv (saving the whole file, as an editor does) and answers
     whatever pending.csv lists that the file does not hold yet. alexp reads partly answered files as they grow,
     archives only what it read, and the run ends with every answer given exactly once."""
     import threading
@@ -246,9 +248,12 @@ def test_an_expert_appending_rows_while_the_run_waits_is_asked_each_item_once(tm
             if new:
                 i = new[0]
                 asked[i] = asked.get(i, 0) + 1
-                fresh = not (queue / "labels.csv").exists()
-                with open(queue / "labels.csv", "a") as f:
-                    f.write(("id,label\n" if fresh else "") + f"{i},{expert([i])[0]}\n")
+                try:  # saved as an editor saves: the whole file, written aside, then renamed over the old one
+                    text = (queue / "labels.csv").read_text()
+                except FileNotFoundError:
+                    text = "id,label\n"
+                (queue / "labels.part").write_text(text + f"{i},{expert([i])[0]}\n")
+                os.replace(queue / "labels.part", queue / "labels.csv")
             time.sleep(0.003)
 
     worker = threading.Thread(target=expert_at_work)

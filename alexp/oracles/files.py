@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -62,6 +63,7 @@ class Files(Oracle):
         self._collected: dict[str, int] = {}  # answers of the labels file last read, until commit()
         self._read_bytes: bytes | None = None  # that file's content, as read
         self._corrections: dict[int, int] = {}  # pool row -> class index: accepted labels given anew
+        self._asks_pending = False  # whether the labels file last read lists any pending item
         self._complaint = ""  # the last reason a labels file was refused while waiting (said once)
 
     @property
@@ -112,7 +114,9 @@ class Files(Oracle):
                 log.warning("%s (waiting for a corrected file)", e)
             return None
         self._complaint = ""
-        return (answers, data) if answers or self._corrections or not self.wait else None
+        # Waiting, a file that asks about pending items but answers none of them yet is being filled: look
+        # again later. One that holds no pending item at all is stale (read before a crash): archive it.
+        return (answers, data) if answers or self._corrections or not self.wait or not self._asks_pending else None
 
     def corrections(self) -> dict[int, int]:
         fixes, self._corrections = self._corrections, {}
@@ -139,12 +143,31 @@ class Files(Oracle):
             self.request(rest)
         else:
             self.pending_file.unlink(missing_ok=True)
-        try:
-            if self.labels_file.read_bytes() == self._read_bytes:
-                self.labels_file.unlink()
-        except FileNotFoundError:
-            pass
+        self._take_away(digest)
         self._collected, self._read_bytes = {}, None
+
+    def _take_away(self, digest: str) -> None:
+        """Remove the labels file if it still holds just what was read. It is renamed first (one atomic step, so a
+        save that lands meanwhile makes a new file), then compared; a file that gained rows goes back, merged with
+        any new file saved in between."""
+        taken = self.queue / f".labels-{digest}.taking"
+        try:
+            os.rename(self.labels_file, taken)
+        except FileNotFoundError:
+            return
+        if taken.read_bytes() == self._read_bytes:
+            taken.unlink()
+            return
+        try:
+            os.link(taken, self.labels_file)  # back, unless a new file was saved meanwhile
+        except FileExistsError:
+            import polars as pl
+
+            read = pl.read_csv if self.format == "csv" else pl.read_parquet
+            kw = {"infer_schema": False} if self.format == "csv" else {}
+            merged = pl.concat([read(taken, **kw), read(self.labels_file, **kw)], how="diagonal_relaxed")
+            _write_atomic(merged, self.labels_file)
+        taken.unlink()
 
     def finish(self) -> None:
         """Every label is in: no request is open, so no pending file should invite more answers."""
@@ -193,6 +216,7 @@ class Files(Oracle):
                 self._corrections[rows[i]] = allowed[lab]
                 self._accepted[i] = allowed[lab]
         requested = {str(i): int(r) for i, r in zip(self.ids[self._pending], self._pending)}
+        self._asks_pending = any(i in requested for i in ids)
         unknown = [i for i in ids if i not in requested]
         if unknown:
             raise AlexpError(f"labels file {path} has ids that were not requested: {unknown[:5]}")
