@@ -77,6 +77,9 @@ class InitTrackingStore(Callback):
         secrets.guard()  # the launcher logs each job's overrides next
         tracking.init_store(config.tracking.uri, config.tracking.experiment_name)
         sweep.Board(config.hydra.sweep.dir).begin(sweep.total_jobs(config))
+        twins = sweep.coinciding(config)
+        if twins:
+            print(sweep.coinciding_line(twins), flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from alexp import sweep

@@ -35,6 +35,32 @@ def total_jobs(config: DictConfig) -> int | None:
         return None
 
 
+# For two classes these rank items alike (each is a monotone function of how close P(positive) is to 1/2), so
+# they pick the same items and their runs are identical.
+BINARY_TWINS = ("entropy", "margin", "least_confidence")
+
+
+def coinciding(config: DictConfig) -> list[str]:
+    """The strategies of this sweep that pick the same items on a two-class task (`BINARY_TWINS`), if two or
+    more are swept."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    except Exception:  # noqa: BLE001 - a note, not a check: the sweep itself reports bad overrides
+        return []
+    swept = [str(v) for o in parsed if o.key_or_group == "acquisition" for v in o.sweep_string_iterator()] \
+        if parsed else []
+    twins = [s for s in BINARY_TWINS if s in swept]
+    return twins if len(twins) > 1 else []
+
+
+def coinciding_line(twins: list[str]) -> str:
+    return (f"note: {', '.join(twins)} pick the same items on a two-class task (each ranks by how close "
+            "P(positive) is to 1/2), so their runs will be identical; sweep one of them beside strategies that "
+            "differ (random, boundary_pairs, cluster_margin, coreset, badge)")
+
+
 class Board:
     """The job-status folder of one sweep."""
 

@@ -267,7 +267,8 @@ def test_alexp_report_writes_the_folder_and_logs_it_as_a_run(alexp, store, tmp_p
         proc = alexp(*args, cwd=tmp_path)
     assert "## Verdict" in proc.stdout and "**acquisition=entropy** reaches the target" in proc.stdout
     assert {p.name for p in out.iterdir()} == {"report.md", "summary.parquet", "curves.parquet", "reductions.parquet",
-                                               "comparisons.parquet", "kappa_vs_labels.png", "kappa_vs_cost.png"}
+                                               "comparisons.parquet", "kappa_vs_labels.png", "kappa_vs_cost.png",
+                                               "kappa_vs_labels.pdf", "kappa_vs_cost.pdf"}  # vector beside raster
     summary = pl.read_parquet(out / "summary.parquet")
     assert summary.height == 2 and (summary["final_high"] <= 1).all() and (summary["final_low"] >= -1).all()
     from alexp.tracking import client
@@ -605,3 +606,34 @@ def test_the_stopping_sentence_never_recommends_a_label_budget():
     assert "**kappa_average** stops earliest: median 400 labels" in line
     line = earliest_safe_rule(rows(("label_budget", 200, 0.0), ("kappa_average", 400, 0.05)), Settings())
     assert "no rule stops within a loss" in line and "label_budget" not in line
+
+
+def test_a_strategy_has_one_colour_in_every_figure_and_the_ui_and_no_two_conditions_look_alike():
+    from alexp.mlflow_view import run_color
+    from alexp.report.figures import line_styles, strategy_of
+
+    assert [strategy_of(c) for c in ("expert-cluster_margin", "crowd3-random", "acquisition=margin", "mine")] == \
+        ["cluster_margin", "random", "margin", None]
+    claim = ["expert-boundary_pairs", "crowd-boundary_pairs", "expert-random", "crowd-random", "crowd3-random",
+             "expert-margin", "expert-cluster_margin", *[f"expert{k}-boundary_pairs" for k in (0.6, 0.7, 0.9, 1)]]
+    looks = line_styles(claim)
+    assert len(set(looks.values())) == len(claim)  # eleven conditions, eleven looks
+    assert looks["expert-margin"][0] == run_color("margin") and looks["crowd-random"][0] == run_color("random")
+    assert line_styles(claim[:5])["crowd-random"] == looks["crowd-random"]  # the same on a dataset with fewer arms
+
+
+def test_strategies_that_pick_the_same_items_are_named_in_the_report_and_the_sweep():
+    from omegaconf import OmegaConf
+
+    from alexp import sweep
+    from alexp.report.tables import identical_notes
+
+    rows = [{"condition": c, "seed": s, "n_labels": n, "value": v - (0.1 if c == "random" else 0), "run_id": f"{c}{s}"}
+            for c in ("entropy", "margin", "random") for s in range(3) for n, v in ((10, 0.2 + s / 10), (20, 0.5))]
+    frame = pl.DataFrame(rows)
+    (note,) = identical_notes(frame, ["entropy", "margin", "random"])
+    assert note.startswith("`entropy`, `margin` have identical runs") and "least_confidence rank items alike" in note
+    config = OmegaConf.create({"hydra": {"overrides": {"task": ["acquisition=random,entropy,margin", "seed=0,1"]}}})
+    assert sweep.coinciding(config) == ["entropy", "margin"]
+    config = OmegaConf.create({"hydra": {"overrides": {"task": ["acquisition=random,margin,boundary_pairs"]}}})
+    assert sweep.coinciding(config) == []

@@ -39,7 +39,7 @@ def write(report: Report, out: Path, title: str) -> list[Path]:
                comparison_targets(report.reductions) if report.reductions.height else {})
     drawn = figures(report.curves, out, title, report.settings.metric, targets, baselines)
     (out / "report.md").write_text(markdown(report, f"alexp report: {title}", [f.name for f in drawn]))
-    return [out / "report.md", *files, *drawn]
+    return [out / "report.md", *files, *drawn, *(f.with_suffix(".pdf") for f in drawn)]
 
 
 def comparison_targets(reductions) -> dict[str, float]:

@@ -93,6 +93,7 @@ def summarize(runs: pl.DataFrame, pairs: list[tuple[str, str]], settings: Settin
     if comparisons_df.height:
         comparisons_df = comparisons_df.with_columns(holm_p=pl.Series(stats.holm(comparisons_df["wilcoxon_p"])))
         notes += significance_notes(comparisons_df)
+    notes += identical_notes(runs, conditions)
     rows = [condition_row(runs, c, targets.get(c, s.target), s) for c in conditions]
     fits = [fit_row(runs, b, s) for b in dict.fromkeys(b for _, b in pairs)]
     reductions_df = pl.DataFrame(reductions, schema_overrides={"warnings": pl.List(pl.String)} if reductions else None)
@@ -313,6 +314,26 @@ def reduction_text(r: dict, digits: int = 2) -> str:
     return f"{point} [{fmt_factor(r['reduction_low'], digits)}, {fmt_factor(r['reduction_high'], digits)}]"
 
 
+def identical_notes(runs: pl.DataFrame, conditions: list[str]) -> list[str]:
+    """A note per group of conditions whose runs are identical seed by seed: they picked the same items, so
+    comparing them says nothing; for two classes entropy, margin and least confidence always do."""
+    from alexp.report.figures import strategy_of
+    from alexp.sweep import BINARY_TWINS
+
+    groups: dict[tuple, list[str]] = {}
+    for c in conditions:
+        labels, values, seeds = matrix(runs, c)
+        groups.setdefault((tuple(labels), tuple(seeds), values.tobytes()), []).append(c)
+    notes = []
+    for names in (g for g in groups.values() if len(g) > 1):
+        listed = ", ".join(f"`{n}`" for n in names)
+        why = (" For two classes entropy, margin and least_confidence rank items alike (each by how close "
+               "P(positive) is to 1/2): compare one of them with strategies that differ."
+               if all(strategy_of(n) in BINARY_TWINS for n in names) else "")
+        notes.append(f"{listed} have identical runs, seed by seed: they picked the same items.{why}")
+    return notes
+
+
 def merge_identical_rows(rows: list[dict], runs: pl.DataFrame) -> list[dict]:
     """Comparisons of conditions whose runs are identical seed by seed (entropy, margin and least confidence on a
     binary task) merged into one row named 'a, b and c (identical runs)', so the verdict says it once."""
@@ -468,5 +489,6 @@ def markdown(report: Report, title: str, figure_names: list[str]) -> str:
                      f"{r['labels_at_stop']:.0f} {spread} of {r['max_labels']:.0f}")
             lines.append(f"| {r['condition']} | {r['rule']} | {spent} | {r['fired']} / {r['seeds']} | "
                          f"{r['at_stop']:.3f} | {r['plateau']:.3f} | {r['loss']:+.3f} | {short} |")
-    lines += ["", "## Figures", ""] + [f"![{name[:-4].replace('_', ' ')}]({name})\n" for name in figure_names]
+    lines += ["", "## Figures", ""] + [f"![{name[:-4].replace('_', ' ')}]({name}) (vector: [{name[:-4]}.pdf]"
+                                       f"({name[:-4]}.pdf))\n" for name in figure_names]
     return "\n".join(lines) + "\n"

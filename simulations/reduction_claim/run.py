@@ -546,8 +546,9 @@ def section(study, uri: str, experiment: str, title: str, about: str, info: dict
 
     targets = {b: t for b, t in zip(rep.reductions["baseline"], rep.reductions["target"])} \
         if rep.reductions.height else {}
-    drawn = figures(rep.curves, out, title, "kappa", targets, {pb, f"crowd{k}-random"}, prefix=f"{experiment}-")
-    lines += ["", *[f"![{f.name}]({f.name})" for f in drawn], ""]
+    drawn = figures(rep.curves, out, title, "kappa", targets, {pb, f"crowd{k}-random"}, prefix=f"{experiment}-",
+                    counted="judgments bought", marked=pc)
+    lines += ["", *[f"![{f.name}]({f.name}) ([pdf]({f.with_suffix('.pdf').name}))" for f in drawn], ""]
     return Section(experiment, lines, primary, finals, runs)
 
 
