@@ -76,7 +76,10 @@ class InitTrackingStore(Callback):
 
         secrets.guard()  # the launcher logs each job's overrides next
         tracking.init_store(config.tracking.uri, config.tracking.experiment_name)
-        sweep.Board(config.hydra.sweep.dir).begin(sweep.total_jobs(config))
+        board, total = sweep.Board(config.hydra.sweep.dir), sweep.total_jobs(config)
+        board.begin(total)
+        sweep.FoldJobListing(total, list(config.hydra.overrides.task), config.hydra.sweep.dir).install()
+        sweep.Heartbeat(board).start()
         twins = sweep.coinciding(config)
         if twins:
             print(sweep.coinciding_line(twins), flush=True)
@@ -84,6 +87,7 @@ class InitTrackingStore(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from alexp import sweep
 
+        sweep.Heartbeat.stop_all()
         board = sweep.Board(config.hydra.sweep.dir)
         print(f"sweep done: {plural(board.done(), 'job')} in {config.hydra.sweep.dir}", flush=True)
         print(next_steps(config.tracking.uri, config.tracking.experiment_name, config.hydra.sweep.dir), flush=True)

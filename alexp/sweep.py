@@ -9,8 +9,11 @@ sweep's jobs stand for, new or reused, for `alexp report --sweep-dir`.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +103,73 @@ class Board:
 
     def running(self) -> int:
         return sum(_alive(marker) for marker in self.folder.glob("*.running"))
+
+
+class FoldJobListing(logging.Filter):
+    """Hydra's launchers log one line per job (`#0 : acquisition=random seed=0 ...`) and a line of joblib's
+    settings before any job starts: for a sweep of many jobs, a screen of lines that say nothing new. They are
+    folded into one line naming the sweep's overrides and where each job's are listed (multirun.yaml)."""
+
+    def __init__(self, total: int | None, overrides: list[str], sweep_dir: str):
+        super().__init__()
+        self.line = (f"launching {total if total is not None else 'the'} jobs of {' '.join(overrides)} into "
+                     f"{sweep_dir} (each job's settings: {Path(sweep_dir) / 'multirun.yaml'})")
+
+    LAUNCHERS = ("hydra_plugins.hydra_joblib_launcher._core", "hydra._internal.core_plugins.basic_launcher",
+                 "hydra_plugins.hydra_submitit_launcher.submitit_launcher")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.lstrip().startswith("#") or " is launching " in message:
+            return False
+        if message.startswith(("Launching jobs, sweep output dir", "Launching ")) and "jobs" in message:
+            record.msg, record.args = self.line, ()
+        return True
+
+    def install(self) -> None:
+        """On the launchers' own loggers (Hydra reconfigures the handlers as it launches; loggers keep filters)."""
+        for name in self.LAUNCHERS:
+            logger = logging.getLogger(name)
+            for old in [f for f in logger.filters if isinstance(f, FoldJobListing)]:
+                logger.removeFilter(old)
+            logger.addFilter(self)
+
+
+_HEARTBEAT: list[Heartbeat] = []  # the launching process's, kept here: Hydra pickles its callbacks to the jobs
+
+
+class Heartbeat:
+    """In the launching process: a line when no job has ended for `every` seconds (what runs, for how long), so a
+    sweep whose jobs take minutes is not silent."""
+
+    def __init__(self, board: Board, every: float = 30.0):
+        self.board, self.every = board, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def start(self) -> None:
+        _HEARTBEAT.append(self)
+        self._thread.start()
+
+    @staticmethod
+    def stop_all() -> None:
+        while _HEARTBEAT:
+            _HEARTBEAT.pop()._stop.set()
+
+    def _watch(self) -> None:
+        started = last = time.monotonic()
+        done = self.board.done()
+        while not self._stop.wait(1.0):
+            now, finished = time.monotonic(), self.board.done()
+            if finished != done:
+                done, last = finished, now
+            elif now - last >= self.every:
+                total = self.board.folder / "total"
+                of = f" of {total.read_text()}" if total.is_file() else ""
+                line = (f"... {self.board.running()} running, {done}{of} done, {now - started:.0f} s since the "
+                        "sweep started")
+                os.write(sys.stdout.fileno(), (line + "\n").encode()) if _is_real(sys.stdout) else print(line)
+                last = now
 
 
 RUNS = ".alexp-runs"  # in a sweep folder: one empty file per MLflow run id the sweep asked for

@@ -197,3 +197,33 @@ def test_threads_per_job(monkeypatch):
     for bad in (0, "two", 1.5):
         with pytest.raises(AlexpError, match="threads must be a positive number or auto"):
             job_threads(bad)
+
+
+def test_a_sweep_folds_hydras_job_listing_into_one_line(alexp, tmp_path):
+    """The basic launcher in-process (the joblib launcher folds through the same launcher-logger filter)."""
+    import logging
+
+    out = alexp("-m", "acquisition=random,margin,entropy", "seed=0", "budget=small", "data.n_rows=2000",
+                "hydra/launcher=basic", cwd=tmp_path)
+    text = out.stdout + out.stderr
+    assert "#0 :" not in text and "#1 :" not in text
+    (line,) = [t for t in text.splitlines() if "launching 3 jobs of" in t]
+    assert "acquisition=random,margin,entropy seed=0" in line and "multirun.yaml" in line
+    assert "note: entropy, margin pick the same items on a two-class task" in text
+    logging.getLogger("hydra._internal.core_plugins.basic_launcher").filters.clear()
+
+
+def test_a_silent_sweep_says_what_runs_every_so_often(tmp_path, capsys):
+    import time
+
+    from alexp import sweep
+
+    board = sweep.Board(tmp_path)
+    board.begin(4)
+    board.started(0)  # this process: alive
+    beat = sweep.Heartbeat(board, every=0.5)
+    beat.start()
+    time.sleep(1.8)
+    sweep.Heartbeat.stop_all()
+    lines = [t for t in capsys.readouterr().out.splitlines() if t.startswith("...")]
+    assert lines and lines[0].startswith("... 1 running, 0 of 4 done, ") and lines[0].endswith("since the sweep started")
