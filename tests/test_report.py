@@ -637,3 +637,22 @@ def test_strategies_that_pick_the_same_items_are_named_in_the_report_and_the_swe
     assert sweep.coinciding(config) == ["entropy", "margin"]
     config = OmegaConf.create({"hydra": {"overrides": {"task": ["acquisition=random,margin,boundary_pairs"]}}})
     assert sweep.coinciding(config) == []
+
+
+def test_the_figure_marks_where_the_recommended_rule_stops():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from alexp.report.figures import draw
+
+    part = pl.DataFrame({"n_labels": [10.0, 20.0, 40.0, 80.0], "mean": [0.2, 0.4, 0.5, 0.55],
+                         "low": [0.1, 0.3, 0.4, 0.5], "high": [0.3, 0.5, 0.6, 0.6]})
+    fig, ax = plt.subplots()
+    draw(ax, [("margin", part), ("random", part.with_columns(pl.col("mean") - 0.1))], "n_labels", None, {},
+         {"margin": ("kappa_average", 40.0)})
+    (star,) = [line for line in ax.get_lines() if line.get_marker() == "*"]
+    assert star.get_label() == "margin: kappa_average stops (median, 40)"
+    assert star.get_xdata()[0] == 40.0 and star.get_ydata()[0] == pytest.approx(0.5)
+    plt.close(fig)

@@ -37,7 +37,14 @@ def write(report: Report, out: Path, title: str) -> list[Path]:
     baselines = set(report.reductions["baseline"].to_list()) if report.reductions.height else set()
     targets = ({report.settings.metric: report.settings.target} if report.settings.target is not None else
                comparison_targets(report.reductions) if report.reductions.height else {})
-    drawn = figures(report.curves, out, title, report.settings.metric, targets, baselines)
+    stops = {}
+    if report.stopping.height:  # where each condition's recommended rule stops (median over seeds)
+        from alexp.report.tables import recommended_rule
+
+        for (condition,), rows in report.stopping.group_by("condition", maintain_order=True):
+            if (r := recommended_rule(rows, report.settings)) is not None:
+                stops[condition] = (r["rule"], r["labels_at_stop"])
+    drawn = figures(report.curves, out, title, report.settings.metric, targets, baselines, stops=stops)
     (out / "report.md").write_text(markdown(report, f"alexp report: {title}", [f.name for f in drawn]))
     return [out / "report.md", *files, *drawn, *(f.with_suffix(".pdf") for f in drawn)]
 

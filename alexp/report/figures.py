@@ -54,13 +54,15 @@ def line_styles(labels: list[str]) -> dict[str, tuple[str, str, str]]:
 
 def figures(curves: pl.DataFrame, out: Path, title: str, metric: str = "kappa",
             targets: dict[str, float] | None = None, baselines: set[str] | frozenset = frozenset(),
-            prefix: str = "", counted: str = "labels", marked: str | None = None) -> list[Path]:
+            prefix: str = "", counted: str = "labels", marked: str | None = None,
+            stops: dict[str, tuple[str, float]] | None = None) -> list[Path]:
     """`<metric>_vs_labels.png` (and `<metric>_vs_cost.png` when cost is not the label count) into `out`, each
     with a vector `.pdf` beside it, sized for a page's width (7 in) with fonts of 8 pt or more.
 
     One line per distinct curve with its band; a dashed line per target; `counted` names the x axis (labels, or
     judgments bought); the condition `marked` (a pre-declared comparison) is drawn thicker and named so in the
-    legend. When the baselines run far beyond the other conditions' labels, a second panel zooms on the other
+    legend; `stops` {condition: (rule, labels)} marks where a condition's recommended stopping rule stops (a
+    star on its curve at the median label count over seeds). When the baselines run far beyond the other conditions' labels, a second panel zooms on the other
     conditions' label range."""
     import matplotlib
 
@@ -82,7 +84,7 @@ def figures(curves: pl.DataFrame, out: Path, title: str, metric: str = "kappa",
         zoom = others.height > 0 and data[x].max() > 3 * others[x].max()
         fig, axes = plt.subplots(1, 2 if zoom else 1, figsize=(7, 3.2 if zoom else 4), dpi=200, squeeze=False)
         for ax, limit in zip(axes[0], (None, others[x].max() if zoom else None)):
-            draw(ax, lines, x, limit, targets or {})
+            draw(ax, lines, x, limit, targets or {}, stops if x == "n_labels" else None)
             ax.set_xlabel(f"{xlabel} (log scale)" if limit is None else f"{xlabel} (up to {limit:,.0f})")
             ax.set_ylabel(f"{metric}, mean over seeds", fontsize=8)
             ax.tick_params(labelsize=8)
@@ -104,7 +106,8 @@ def figures(curves: pl.DataFrame, out: Path, title: str, metric: str = "kappa",
     return written
 
 
-def draw(ax, lines: list[tuple[str, pl.DataFrame]], x: str, limit: float | None, targets: dict[str, float]) -> None:
+def draw(ax, lines: list[tuple[str, pl.DataFrame]], x: str, limit: float | None, targets: dict[str, float],
+         stops: dict[str, tuple[str, float]] | None = None) -> None:
     """Curves with bands on one axis; `limit` zooms on labels up to it (linear axis), else a log axis."""
     import matplotlib.ticker
 
@@ -117,6 +120,12 @@ def draw(ax, lines: list[tuple[str, pl.DataFrame]], x: str, limit: float | None,
         xs = part[x].to_numpy()
         ax.plot(xs, part["mean"].to_numpy(), linestyle=style, color=color, marker=marker,
                 markersize=3, linewidth=2.6 if label.endswith("(pre-declared)") else 1.4, label=label)
+        for condition, (rule, at) in (stops or {}).items():
+            named = label == condition or label.startswith(f"{condition} ") or f"{condition} = " in label
+            if named and xs[0] <= at <= xs[-1]:
+                y = float(np.interp(np.log(at), np.log(xs), part["mean"].to_numpy()))
+                ax.plot([at], [y], marker="*", markersize=11, color=color, markeredgecolor="black",
+                        linestyle="none", label=f"{condition}: {rule} stops (median, {at:.0f})")
         low, high = part["low"].to_numpy(), part["high"].to_numpy()
         if not np.all(np.isnan(low)):  # fainter bands when many overlap
             ax.fill_between(xs, low, high, color=color, alpha=0.12 if len(lines) <= 6 else 0.05, linewidth=0)

@@ -159,19 +159,24 @@ def stopping_row(runs: pl.DataFrame, stops: pl.DataFrame, condition: str, rule: 
             "target": target if has_target else math.nan, "stopped_short": short if has_target else None}
 
 
-def earliest_safe_rule(rows: pl.DataFrame, s: Settings) -> str:
-    """One sentence: the rule that stops earliest (median labels) among those within `s.stop_loss` of the
-    plateau and firing in at least half the seeds. Only rules that read the data compete: a label budget stops
-    where it was set, which is no evidence that learning is done."""
+def recommended_rule(rows: pl.DataFrame, s: Settings) -> dict | None:
+    """The rule that stops earliest (median labels) among those within `s.stop_loss` of the plateau and firing
+    in at least half the seeds, or None. Only rules that read the data compete: a label budget stops where it
+    was set, which is no evidence that learning is done."""
     from alexp.stopping import NOT_EVIDENCE
 
-    condition = rows["condition"][0]
     safe = rows.filter(pl.col("loss") <= s.stop_loss, pl.col("fired") * 2 >= pl.col("seeds"),
                        ~pl.col("rule").is_in(list(NOT_EVIDENCE))).sort("labels_at_stop", "loss")
-    if not safe.height:
+    return safe.row(0, named=True) if safe.height else None
+
+
+def earliest_safe_rule(rows: pl.DataFrame, s: Settings) -> str:
+    """One sentence: the recommended rule (`recommended_rule`) of one condition, or that none qualifies."""
+    condition = rows["condition"][0]
+    r = recommended_rule(rows, s)
+    if r is None:
         return (f"**{condition}**: no rule stops within a loss of {s.stop_loss:g} {s.metric} of the plateau in at "
                 "least half the seeds; the full budget is the safe choice here.")
-    r = safe.row(0, named=True)
     return (f"**{condition}**: within a loss of {s.stop_loss:g} {s.metric} of the plateau ({r['plateau']:.3f}), "
             f"**{r['rule']}** stops earliest: median {r['labels_at_stop']:.0f} labels of {r['max_labels']:.0f} "
             f"(fired in {r['fired']} of {r['seeds']} seeds), {s.metric} {r['at_stop']:.3f} at stop.")
