@@ -111,8 +111,10 @@ class FoldJobListing(logging.Filter):
     folded into one line naming the sweep's overrides and where each job's are listed (multirun.yaml)."""
 
     def __init__(self, total: int | None, overrides: list[str], sweep_dir: str):
+        from alexp.secrets import redact
+
         super().__init__()
-        self.line = (f"launching {total if total is not None else 'the'} jobs of {' '.join(overrides)} into "
+        self.line = (f"launching {total if total is not None else 'the'} jobs of {redact(' '.join(overrides))} into "
                      f"{sweep_dir} (each job's settings: {Path(sweep_dir) / 'multirun.yaml'})")
 
     LAUNCHERS = ("hydra_plugins.hydra_joblib_launcher._core", "hydra._internal.core_plugins.basic_launcher",
