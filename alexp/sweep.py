@@ -52,8 +52,7 @@ def coinciding(config: DictConfig) -> list[str]:
         parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
     except Exception:  # noqa: BLE001 - a note, not a check: the sweep itself reports bad overrides
         return []
-    swept = [str(v) for o in parsed if o.key_or_group == "acquisition" for v in o.sweep_string_iterator()] \
-        if parsed else []
+    swept = [str(v) for o in parsed if o.key_or_group == "acquisition" for v in o.sweep_string_iterator()]
     twins = [s for s in BINARY_TWINS if s in swept]
     return twins if len(twins) > 1 else []
 
@@ -110,6 +109,9 @@ class FoldJobListing(logging.Filter):
     settings before any job starts: for a sweep of many jobs, a screen of lines that say nothing new. They are
     folded into one line naming the sweep's overrides and where each job's are listed (multirun.yaml)."""
 
+    LAUNCHERS = ("hydra_plugins.hydra_joblib_launcher._core", "hydra._internal.core_plugins.basic_launcher",
+                 "hydra_plugins.hydra_submitit_launcher.submitit_launcher")
+
     def __init__(self, total: int | None, overrides: list[str], sweep_dir: str):
         from alexp.secrets import redact
 
@@ -117,14 +119,11 @@ class FoldJobListing(logging.Filter):
         self.line = (f"launching {total if total is not None else 'the'} jobs of {redact(' '.join(overrides))} into "
                      f"{sweep_dir} (each job's settings: {Path(sweep_dir) / 'multirun.yaml'})")
 
-    LAUNCHERS = ("hydra_plugins.hydra_joblib_launcher._core", "hydra._internal.core_plugins.basic_launcher",
-                 "hydra_plugins.hydra_submitit_launcher.submitit_launcher")
-
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if message.lstrip().startswith("#") or " is launching " in message:
             return False
-        if message.startswith(("Launching jobs, sweep output dir", "Launching ")) and "jobs" in message:
+        if message.startswith("Launching ") and "jobs" in message:
             record.msg, record.args = self.line, ()
         return True
 
@@ -161,7 +160,7 @@ class Heartbeat:
     def _watch(self) -> None:
         started = last = time.monotonic()
         done = self.board.done()
-        while not self._stop.wait(1.0):
+        while not self._stop.wait(min(1.0, self.every / 2)):
             now, finished = time.monotonic(), self.board.done()
             if finished != done:
                 done, last = finished, now
@@ -170,7 +169,10 @@ class Heartbeat:
                 of = f" of {total.read_text()}" if total.is_file() else ""
                 line = (f"... {self.board.running()} running, {done}{of} done, {now - started:.0f} s since the "
                         "sweep started")
-                os.write(sys.stdout.fileno(), (line + "\n").encode()) if _is_real(sys.stdout) else print(line)
+                if _is_real(sys.stdout):
+                    os.write(sys.stdout.fileno(), (line + "\n").encode())
+                else:
+                    print(line, flush=True)
                 last = now
 
 
