@@ -261,6 +261,17 @@ def experiment_id(uri: str, name: str, missing_ok: bool = False) -> str | None:
     return exp.experiment_id if exp is not None else None
 
 
+def strategies(uri: str, experiment_id: str) -> list[str]:
+    """The `acquisition` values of an experiment's runs, in order of first appearance."""
+    c, names, token = client(uri), {}, None
+    with reaching(uri):
+        while True:
+            page = c.search_runs([experiment_id], max_results=1000, page_token=token)
+            names.update((r.data.params["acquisition"], None) for r in page if "acquisition" in r.data.params)
+            if not (token := page.token):
+                return list(names)
+
+
 def report_experiment(experiment_name: str) -> str:
     """Where reports of `experiment_name` are logged: an experiment of their own, so that their runs stay out of
     the curve charts and run tables of the experiment they summarise."""

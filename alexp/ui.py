@@ -1,5 +1,6 @@
-"""`alexp ui`: the MLflow UI for this folder's store, on 127.0.0.1, opened on an experiment's kappa curves
-(alexp.mlflow_view says how the page is chosen and what it shows).
+"""`alexp ui`: the MLflow UI for this folder's store, on 127.0.0.1, opened on an experiment's kappa curves, every
+run or grouped by strategy (alexp.mlflow_view says how the pages are chosen and what they show; alexp.ui_app is
+the server, MLflow's with the page that gives each strategy's group its runs' colour).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 import urllib.request
 
 from alexp import AlexpError
-from alexp.mlflow_view import url
+from alexp.mlflow_view import GROUPED_KEY, SHARE_KEY, opener
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # starts in seconds, not half a minute
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
-               "--port", str(port), "--workers", "1"]
+               "--port", str(port), "--workers", "1", "--app-name", "alexp"]
     print(f"alexp ui: starting the MLflow UI for {uri} on {base} ...", flush=True)
     errors = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a full pipe would block the server
     for sig in (signal.SIGTERM, signal.SIGHUP):  # stopped or its terminal closed: stop the server too
@@ -52,9 +53,13 @@ def main(argv: list[str] | None = None) -> None:
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors, text=True)
     try:
         experiment_id = tracking.experiment_id(uri, args.experiment)  # while the server starts
-        tracking.init_store(uri, args.experiment)  # the saved view, for an experiment logged before alexp set it
+        tracking.init_store(uri, args.experiment)  # the saved views, for an experiment logged before alexp set them
+        strategies = tracking.strategies(uri, experiment_id)
         wait_until_up(server, base, errors)
-        print(f"alexp ui: runs and kappa curves of experiment {args.experiment!r}:\n  {url(base, experiment_id)}")
+        print(f"alexp ui: kappa curves of experiment {args.experiment!r}, every run:\n"
+              f"  {opener(base, experiment_id, SHARE_KEY, strategies)}\n"
+              "alexp ui: the same, one line per strategy (its mean, in a band from its lowest to its highest run):\n"
+              f"  {opener(base, experiment_id, GROUPED_KEY, strategies)}")
         reports = tracking.experiment_id(uri, tracking.report_experiment(args.experiment), missing_ok=True)
         if reports is not None:
             print(f"alexp ui: reports (figures and tables as artifacts):\n  {base}/#/experiments/{reports}"

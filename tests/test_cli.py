@@ -226,4 +226,5 @@ def test_a_silent_sweep_says_what_runs_every_so_often(tmp_path, capsys):
     time.sleep(1.8)
     sweep.Heartbeat.stop_all()
     lines = [t for t in capsys.readouterr().out.splitlines() if t.startswith("...")]
-    assert lines and lines[0].startswith("... 1 running, 0 of 4 done, ") and lines[0].endswith("since the sweep started")
+    assert lines and lines[0].startswith("... 1 running, 0 of 4 done, ")
+    assert lines[0].endswith("since the sweep started")

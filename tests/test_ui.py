@@ -29,11 +29,44 @@ def test_the_saved_view_puts_kappa_first_against_the_label_count_and_shows_every
     assert len(tags[f"mlflow.sharedViewState.{view.SHARE_KEY}"]) < 20_000  # MLflow's limit on an experiment tag
 
 
+def test_the_second_saved_view_groups_the_runs_by_strategy_with_the_same_charts():
+    every, grouped = view.view_state(), view.view_state(grouped=True)
+    assert every["groupBy"] is None
+    assert grouped["groupBy"] == {"aggregateFunction": "average",
+                                  "groupByKeys": [{"mode": "param", "groupByData": "acquisition"}]}
+    assert grouped["useGroupedValuesInCharts"] and grouped["compareRunCharts"] == every["compareRunCharts"]
+    assert grouped["groupsExpanded"]["param.acquisition.margin"] is False  # the table lists the strategies
+    tags = view.experiment_tags()
+    assert json.loads(tags[f"mlflow.sharedViewState.{view.GROUPED_KEY}"]) == grouped
+
+
 def test_the_address_opens_the_runs_in_the_chart_view_with_the_saved_view():
     url = view.url("http://127.0.0.1:5000/", "7")
     assert url.startswith("http://127.0.0.1:5000/#/experiments/7/runs?")
     for part in ("workflowType=machine_learning", "compareRunsMode=CHART", f"viewStateShareKey={view.SHARE_KEY}"):
         assert part in url
+    assert view.opener("http://h:1/", "7", view.GROUPED_KEY, ["margin", "mine"]) == (
+        "http://h:1/alexp/open?experiment=7&view=alexp-by-strategy&strategies=margin,mine")
+
+
+def test_the_opening_page_gives_each_strategys_group_its_runs_colour_and_the_training_layout():
+    from alexp.ui_app import flask_app
+
+    client = flask_app.test_client()
+    page = client.get("/alexp/open?experiment=7&view=alexp-by-strategy&strategies=margin,mine")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    script = re.search(r"Object\.entries\((\{.*?\})\)", text)
+    colors = json.loads(script.group(1))
+    assert colors["param.acquisition.margin"] == view.run_color("margin") == view.COLORS["margin"]
+    assert colors["param.acquisition.mine"] == view.run_color("mine")  # a strategy alexp does not ship
+    assert "if (!(group in colors))" in text  # a colour the user picked is kept
+    assert 'localStorage.setItem("mlflow.workflowType_v1", JSON.stringify("machine_learning"))' in text
+    assert f'location.replace({json.dumps(view.url("", "7", view.GROUPED_KEY))})' in text
+    for bad in ("experiment=7;alert(1)&view=alexp-curves", "experiment=7&view=other",
+                "experiment=7&strategies=a%22%29%3Balert(1)"):
+        answer = client.get(f"/alexp/open?{bad}")
+        assert answer.status_code == 400 and b"expected /alexp/open?experiment=<id>&view=" in answer.data
 
 
 def test_a_strategy_keeps_its_colour_and_an_unknown_one_gets_a_stable_one():
@@ -74,13 +107,17 @@ def test_runs_are_named_described_and_coloured_and_alexp_ui_serves_them(alexp, t
                 break
         said = "".join(lines)
         assert said.startswith("alexp ui: starting the MLflow UI"), said
-        url = re.search(r"http://127\.0\.0\.1:(\d+)/#/experiments/(\d+)/runs\?\S+", said)
-        assert url and url.group(2) == exp.experiment_id and "viewStateShareKey=alexp-curves" in url.group(0)
+        opens = re.findall(r"127\.0\.0\.1:(\d+)/alexp/open\?experiment=(\d+)&view=([\w-]+)&strategies=(\S*)", said)
+        assert [(exp_id, key, names) for _, exp_id, key, names in opens] == [
+            (exp.experiment_id, view.SHARE_KEY, "margin"), (exp.experiment_id, view.GROUPED_KEY, "margin")], said
+        url = re.search(r"http://127\.0\.0\.1:(\d+)/alexp/open\?\S+", said)
+        with urllib.request.urlopen(url.group(0), timeout=10) as page:  # served by alexp's MLflow app
+            assert f"/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning" in page.read().decode()
         api = f"http://127.0.0.1:{url.group(1)}/api/2.0/mlflow/experiments/get?experiment_id={exp.experiment_id}"
         with urllib.request.urlopen(api, timeout=10) as answer:
             tags = {t["key"]: t["value"] for t in json.load(answer)["experiment"]["tags"]}
         assert json.loads(tags["mlflow.sharedViewState.alexp-curves"]) == view.view_state()  # what the page reads
-        with urllib.request.urlopen(url.group(0).split("#")[0], timeout=10) as page:
+        with urllib.request.urlopen(f"http://127.0.0.1:{url.group(1)}/", timeout=10) as page:
             assert page.status == 200 and b"<html" in page.read().lower()
     finally:
         server.terminate()  # SIGTERM: alexp ui stops its MLflow server too

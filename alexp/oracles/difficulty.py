@@ -21,7 +21,6 @@ from numpy.typing import NDArray
 
 from alexp import AlexpError
 from alexp.atomic import atomic_path
-from alexp.metrics import agreement
 from alexp.oracles.simulated import Simulated, _check_rate
 
 log = logging.getLogger(__name__)

@@ -21,10 +21,10 @@ class LabelStudio(Oracle):
     """Sends each requested batch to a Label Studio project and takes back the annotations made there.
 
     The project `project` (a title) is created on first use with one single-choice question over the item's
-    text (`names` are the choices shown; the answer is the class of `classes` at the same position), and found
-    again by its title on every later run, so a run resumes across restarts of alexp or of the server. Each
-    pool item becomes one task holding its id, text, the context columns named in `show_columns` and its pool row (`alexp_row`); asking
-    again for an item that already has a task adds nothing. An item's label is its latest annotation that was
+    text (`names` are the choices shown; the answer is the class of `classes` at the same position), and found again by
+    its title on every later run, so a run resumes across restarts of alexp or of the server. Each pool item becomes
+    one task holding its id, text, the context columns named in `show_columns` and its pool row (`alexp_row`);
+    asking again for an item that already has a task adds nothing. An item's label is its latest annotation that was
     not skipped; items without one stay pending. With `wait: false` the run saves its state and stops until
     annotations arrive (run the same command again to resume); with `wait: true` it polls every
     `poll_seconds`, for at most `timeout_seconds` (null = forever).

@@ -39,9 +39,9 @@ def strategy_of(condition: str) -> str | None:
 
 def line_styles(labels: list[str]) -> dict[str, tuple[str, str, str]]:
     """(colour, line style, marker) per condition: the colour of its strategy, as in the MLflow UI (`run_color`), so a
-    strategy looks the same in every view and on every dataset; conditions sharing a strategy (expert- and
-    crowd-labelled, say) differ by line style (then marker), given in the order of their names. Names without a strategy get
-    a colour by a stable hash of the name."""
+    strategy looks the same in every view and on every dataset; conditions sharing a strategy (expert- and crowd-
+    labelled, say) differ by line style (then marker), given in the order of their names. Names without a strategy
+    get a colour by a stable hash of the name."""
     from alexp.mlflow_view import run_color
 
     colors = {label: run_color(strategy_of(label) or label) for label in labels}
@@ -60,10 +60,10 @@ def figures(curves: pl.DataFrame, out: Path, title: str, metric: str = "kappa",
     with a vector `.pdf` beside it, sized for a page's width (7 in) with fonts of 8 pt or more.
 
     One line per distinct curve with its band; a dashed line per target; `counted` names the x axis (labels, or
-    judgments bought); the condition `marked` (a pre-declared comparison) is drawn thicker and named so in the
-    legend; `stops` {condition: (rule, labels)} marks where a condition's recommended stopping rule stops (a
-    star on its curve at the median label count over seeds). When the baselines run far beyond the other conditions' labels, a second panel zooms on the other
-    conditions' label range."""
+    judgments bought); the condition `marked` (a pre-declared comparison) is drawn thicker and named so in the legend;
+    `stops` {condition: (rule, labels)} marks where a condition's recommended stopping rule stops (a star on its
+    curve at the median label count over seeds). When the baselines run far beyond the other conditions' labels, a
+    second panel zooms on the other conditions' label range."""
     import matplotlib
 
     matplotlib.use("Agg")
