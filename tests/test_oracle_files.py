@@ -58,13 +58,15 @@ def test_an_expert_labels_through_files_across_runs(alexp, tmp_path):
     answer(queue, pending(queue))  # the rest of round 0: the model is fitted and round 1 is requested
     assert "waiting for 10 labels" in alexp(*args, cwd=tmp_path).stdout
     second = pending(queue)
-    answer(queue, [second[0], *second])  # a duplicate id: rejected, the 10 accepted labels stay
+    given = [str(x) for x in expert(second)]
+    answer(queue, [second[0], *second], [str(1 - int(given[0])), *given])  # two labels for one id: refused whole
     bad = alexp(*args, cwd=tmp_path, check=False)
-    assert bad.returncode == 2 and f"duplicate ids: ['{second[0]}']" in bad.stderr
+    assert bad.returncode == 2 and f"gives ids two different labels: id {second[0]}: ['0', '1']" in bad.stderr
+    assert "keep one row per id" in bad.stderr
     state, got = saved_labels(tmp_path)
     assert state.round == 0 and len(got) == 10
 
-    answer(queue, second)
+    answer(queue, [second[0], *second])  # an id answered twice alike is one answer
     alexp(*args, cwd=tmp_path)
     answer(queue, pending(queue))
     out = alexp(*args, cwd=tmp_path).stdout

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,16 +26,17 @@ class Files(Oracle):
 
     The pending file has the items' data `id`, their `text`, the context columns named in `show_columns` and an
     empty `label` column. Fill in labels (values from `classes`) and save the file as labels.csv (or .parquet) in
-    the same folder, all at once or row by row. Rows left without a label are not answered yet: they stay
-    pending, and nothing already accepted is lost. A labels file with unknown ids, duplicate ids or labels
-    outside `classes` is rejected whole, with the first offenders named. Once its answers are saved in the run's
-    state, the content that was read is archived as `<queue_dir>/done/labels-<time>-<content hash>.<format>`
-    (a name no other file has); the labels file itself is removed only if nothing was added to it since it was
-    read. Rows of ids accepted before add nothing again, so a file read twice after a crash counts once; a row
-    that gives an accepted id another label is a correction: it is applied (said in one line), and the model
-    uses it from its next fit on. With `wait: false` the run saves its state and stops until labels arrive (run
-    the same command again to resume); with `wait: true` it polls every `poll_seconds`, for at most
-    `timeout_seconds` (null = forever), taking answers as they arrive until the batch is complete.
+    the same folder, all at once or row by row. Rows left without a label are not answered yet: they stay pending,
+    and nothing already accepted is lost. A labels file with unknown ids, an id given two different labels, or
+    labels outside `classes` is rejected whole, with the first offenders named (an id answered twice alike is one
+    answer). Once its answers are saved in the run's state, the content that was read is archived as
+    `<queue_dir>/done/labels-<time>-<content hash>.<format>` (a name no other file has); the labels file itself
+    is removed only if nothing was added to it since it was read. Rows of ids accepted before add nothing again, so
+    a file read twice after a crash counts once; a row that gives an accepted id another label is a correction: it
+    is applied (said in one line), and the model uses it from its next fit on. With `wait: false` the run saves its
+    state and stops until labels arrive (run the same command again to resume); with `wait: true` it polls every
+    `poll_seconds`, for at most `timeout_seconds` (null = forever), taking answers as they arrive until the batch is
+    complete.
     """
 
     def __init__(self, context: Mapping[str, NDArray], queue_dir: str = "labels", format: str = "csv",
@@ -147,11 +147,13 @@ class Files(Oracle):
         self._collected, self._read_bytes = {}, None
 
     def _take_away(self, digest: str) -> None:
-        """Remove the labels file if it still holds just what was read. It is renamed first (one atomic step, so a
-        save that lands meanwhile makes a new file), then compared; a file that gained rows goes back, merged with
-        any new file saved in between."""
+        """Remove the labels file if it still holds just what was read; one that gained rows stays. To remove it,
+        it is renamed (one atomic step, so a save that lands meanwhile makes a new file) and compared again: a
+        file that gained rows in between goes back, merged with any new file saved meanwhile."""
         taken = self.queue / f".labels-{digest}.taking"
         try:
+            if self.labels_file.read_bytes() != self._read_bytes:
+                return  # it gained rows: it stays, whole (its rows already read add nothing when read again)
             os.rename(self.labels_file, taken)
         except FileNotFoundError:
             return
@@ -220,15 +222,19 @@ class Files(Oracle):
         unknown = [i for i in ids if i not in requested]
         if unknown:
             raise AlexpError(f"labels file {path} has ids that were not requested: {unknown[:5]}")
-        dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
-        if dupes:
-            raise AlexpError(f"labels file {path} has duplicate ids: {dupes[:5]}")
         answered = [(i, lab.strip()) for i, lab in zip(ids, labels) if lab is not None and lab.strip() != ""]
         bad = [(i, lab) for i, lab in answered if lab not in allowed]
         if bad:
             raise AlexpError(f"labels file {path} has labels outside {self.classes}: "
                              + ", ".join(f"id {i}: {lab!r}" for i, lab in bad[:5]))
-        return {requested[i]: allowed[lab] for i, lab in answered}
+        given: dict[str, set[str]] = {}
+        for i, lab in answered:  # the same answer twice is one answer; two different ones are for the user
+            given.setdefault(i, set()).add(lab)
+        torn = sorted(i for i, labs in given.items() if len(labs) > 1)
+        if torn:
+            raise AlexpError(f"labels file {path} gives ids two different labels: "
+                             + ", ".join(f"id {i}: {sorted(given[i])}" for i in torn[:5]) + "; keep one row per id")
+        return {requested[i]: allowed[labs.pop()] for i, labs in given.items()}
 
 
 def _write_atomic(frame, path: Path) -> None:
