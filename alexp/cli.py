@@ -17,8 +17,9 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from alexp import plural
+from alexp import lifeline, plural
 from alexp.errors import UserError, user_error
+from alexp.lifeline import Stopped
 
 QUIET = ("-h", "--help", "--hydra-help", "-c", "--cfg", "--info", "--version", "--resolve", "-sc",
          "--shell-completion", "report", "ui")  # arguments that print something at once, with no run
@@ -35,17 +36,25 @@ def main() -> None:
         print("alexp: starting (loading libraries and data) ...", flush=True)  # the imports take seconds
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())  # `_target_: mymodule.MyStrategy` finds modules in the working folder
+    command = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in ("report", "ui") else None
+    if command != "ui":  # alexp ui stops its server on these signals itself
+        lifeline.stop_on_signals()
     try:
-        if len(sys.argv) > 1 and sys.argv[1] == "report":
+        if command == "report":
             from alexp import report
 
             report.main(sys.argv[2:])
-        elif len(sys.argv) > 1 and sys.argv[1] == "ui":
+        elif command == "ui":
             from alexp import ui
 
             ui.main(sys.argv[2:])
         else:
             experiment()
+    except Stopped as e:
+        print(f"alexp: stopped by {e.name}" + (f" (alexp {command}; run it again for its output)" if command else
+              "; every label accepted so far is saved: run the same command again to continue"),
+              file=sys.stderr, flush=True)
+        sys.exit(e.exit_code)
     except (Exception, UserError) as e:  # noqa: BLE001 - sorted into user errors (one line) and bugs (re-raised)
         message = str(e) if isinstance(e, UserError) else user_error(e)
         if message is None:
@@ -72,9 +81,11 @@ class InitTrackingStore(Callback):
     jobs start (a fresh sqlite store races), set up the sweep's job board, and say what to do when it is done."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from alexp import secrets, sweep, tracking
+        from alexp import lifeline, secrets, sweep, tracking
 
         secrets.guard()  # the launcher logs each job's overrides next
+        lifeline.stop_on_signals()  # SIGTERM like Ctrl-C: the launcher stops the jobs, the command says so
+        os.environ["ALEXP_SWEEP_PID"] = str(os.getpid())  # worker processes end with this one (alexp.lifeline)
         tracking.init_store(config.tracking.uri, config.tracking.experiment_name)
         board, total = sweep.Board(config.hydra.sweep.dir), sweep.total_jobs(config)
         board.begin(total)
@@ -97,8 +108,10 @@ def run(cfg: DictConfig) -> None:
     """One job: alexp.runner.run, with what Hydra wrote masked and a sweep's job board kept. A single run ends
     with its kappa table and what to do next; a job of a sweep ends with one line (no bars: its siblings share
     the terminal)."""
-    from alexp import runner, secrets, sweep
+    from alexp import lifeline, runner, secrets, sweep
 
+    if os.environ.get("ALEXP_SWEEP_PID"):  # a worker process of a sweep: it ends with the sweep's process
+        lifeline.die_with(int(os.environ["ALEXP_SWEEP_PID"]))
     job = None
     if HydraConfig.initialized():
         hydra_cfg = HydraConfig.get()
@@ -110,7 +123,8 @@ def run(cfg: DictConfig) -> None:
             cfg.progress = False
     started = time.monotonic()
     try:
-        outcome = runner.run(cfg)
+        with lifeline.stopping_on_signals():
+            outcome = runner.run(cfg)
     except BaseException:
         if job is not None:
             job[0].failed(job[1])  # its worker process lives on: it must not count as running

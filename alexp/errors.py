@@ -8,6 +8,7 @@ and keeps its traceback.
 from __future__ import annotations
 
 import difflib
+import errno
 import re
 
 from omegaconf import DictConfig
@@ -51,7 +52,51 @@ def user_error(e: BaseException) -> str | None:
     if isinstance(e, HydraException):
         cause = e.__cause__
         return user_error(cause) if cause is not None and user_error(cause) else first_line(e)
+    return resource_fault(e)
+
+
+FULL = (errno.ENOSPC, errno.EDQUOT)
+LOCKED_OUT = (errno.EROFS, errno.EACCES, errno.EPERM)
+RERUN = "then run the same command again: what was saved so far is kept"
+
+
+def resource_fault(e: BaseException) -> str | None:
+    """One line for a full disk or a folder alexp may not write, found anywhere in the exception's chain (MLflow
+    and SQLAlchemy wrap sqlite's own words: 'database or disk is full', 'attempt to write a readonly
+    database'); None for anything else."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in FULL + LOCKED_OUT:
+            where = f" {e.filename}" if e.filename else ""
+            if e.errno in FULL:
+                return f"no space left on the device of{where or ' a file alexp writes'}; free some space, {RERUN}"
+            return (f"cannot write{where or ' a file'} ({e.strerror}); make it writable or point the setting "
+                    f"that names it elsewhere (state_dir, tracking.uri, oracle.queue_dir, --out), {RERUN}")
+        text = str(e)
+        if "database or disk is full" in text:
+            return f"no space left for the MLflow store (sqlite: database or disk is full); free some space, {RERUN}"
+        if "readonly database" in text or "unable to open database file" in text:
+            return (f"cannot write the MLflow store (sqlite: {first_line(e, 120)}); make its file and folder "
+                    f"writable or point tracking.uri elsewhere, {RERUN}")
+        e = e.__cause__ or e.__context__
     return None
+
+
+def check_writable(folder, setting: str) -> None:
+    """Raise AlexpError, naming `setting`, if alexp may not create or write files in `folder` (or in the folder
+    that would hold it, if it does not exist yet); checked before a run starts, so nothing is left half-done."""
+    import os
+    from pathlib import Path
+
+    existing = Path(folder).expanduser().absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise AlexpError(f"{setting}: {existing} is a file, not a folder; point {setting} at a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise AlexpError(f"{setting}: cannot write in {existing} (read-only or not yours); make it writable or "
+                         f"point {setting} at a folder you can write to")
 
 
 def _unknown_key(e: BaseException) -> str:

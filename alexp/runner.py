@@ -28,6 +28,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from alexp import AlexpError, plural
+from alexp.errors import check_writable
 from alexp.config import GROUPS, NOT_PARAMS, OPTIONAL_GROUPS, RUNTIME_ARGS, check_node, check_seed, choices, \
     instantiate, params, prefixed, run_key
 
@@ -259,6 +260,12 @@ def run(cfg: DictConfig) -> Outcome:
             return Outcome(found.run_id, found.name, message=_finished_line(found), final=found.metrics)
         parts = build(cfg)
         state = LoopState.load(checkpoint) if checkpoint.is_file() else None
+        if state is not None and state.run_id and tracking.run_gone(uri, state.run_id):
+            aside = checkpoint.with_name(f"{key}.deleted-run-{state.run_id}.npz")
+            os.replace(checkpoint, aside)
+            log.warning("the MLflow run %s of this config was deleted: starting it anew (its checkpoint, %s, is "
+                        "kept as %s)", state.run_id, plural(state.n_labeled, "label"), aside)
+            state = None
         if state is not None:
             rounds = parts.budget.rounds  # the round under way: the one asked, or the last one still to be scored
             current = state.round + (2 if state.pending.size or state.evaluated >= state.round else 1)
@@ -347,6 +354,7 @@ def _state_dir(setting: str) -> Path:
     except PermissionError:
         raise AlexpError(f"state_dir={setting!r} cannot be created here (permission denied); point state_dir "
                          "(or ALEXP_STATE_DIR) at a writable folder") from None
+    check_writable(path, "state_dir")
     return path
 
 

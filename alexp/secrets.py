@@ -12,13 +12,26 @@ MASK = "***"
 # user:password@ in any URL; ?token=... style query values; keys whose name says they hold a secret.
 _URL_CREDENTIALS = re.compile(  # Hydra prints overrides with ':' escaped as '\:'
     r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*\\?://)(?P<user>[^/\s:@\\]*)(?P<colon>\\?:)(?P<password>[^/\s@]+)@")
+_URL_TOKEN = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*\\?://)(?P<token>[^/\s:@\\]+)@")  # http://TOKEN@host
 _QUERY_SECRET = re.compile(r"(?i)([?&](?:[a-z_]*(?:token|key|secret|password|passwd|pwd|auth)[a-z_]*)=)[^&\s'\"]+")
 SECRET_NAME = re.compile(r"(?i)(token|api_?key|secret|password|passwd|credential|authorization)")
 
 
+def environment() -> dict[str, str]:
+    """A snapshot of the environment that another thread may change meanwhile (MLflow's telemetry thread deletes
+    a variable of its own): iterating `os.environ` itself raises KeyError when a key goes between its listing and
+    its lookup."""
+    snapshot = {}
+    for key in list(os.environ):  # the key list is copied in one step
+        value = os.environ.get(key)
+        if value is not None:
+            snapshot[key] = value
+    return snapshot
+
+
 def _secret_env_values() -> list[str]:
     """Values of environment variables whose names say they are secrets (at least 8 characters: not `true`)."""
-    return sorted((v for k, v in os.environ.items() if SECRET_NAME.search(k) and len(v) >= 8), key=len,
+    return sorted((v for k, v in environment().items() if SECRET_NAME.search(k) and len(v) >= 8), key=len,
                   reverse=True)
 
 
@@ -28,7 +41,8 @@ def _holds_secret(key: Any) -> bool:
 
 
 def redact(value: Any) -> Any:
-    """`value` with credentials masked: URL passwords, secret-looking query values, the values of secret
+    """`value` with credentials masked: URL passwords (and a URL's user part without one, which is how a token is
+    given: `http://TOKEN@host`), secret-looking query values, the values of secret
     environment variables, and (in dicts) every value under a key named like a secret (api_key, token, ...)."""
     if isinstance(value, dict):
         return {k: (MASK if _holds_secret(k) and v not in (None, "") else redact(v)) for k, v in value.items()}
@@ -37,6 +51,7 @@ def redact(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     value = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}{m['colon']}{MASK}@", value)
+    value = _URL_TOKEN.sub(lambda m: f"{m['scheme']}{MASK}@", value)
     value = _QUERY_SECRET.sub(lambda m: m.group(1) + MASK, value)
     for secret in _secret_env_values():
         value = value.replace(secret, MASK)

@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from alexp import AlexpError, faults
-from alexp.errors import first_line
+from alexp.errors import check_writable, first_line
 from alexp.secrets import redact
 from alexp.mlflow_view import experiment_tags
 
@@ -57,12 +57,30 @@ def check_uri(uri: str) -> None:
     elif not db.parent.is_dir():
         raise AlexpError(f"tracking.uri: the folder of {db} does not exist; create it or point tracking.uri "
                          "at an existing folder (default sqlite:///mlflow.db)")
+    else:
+        check_writable(db.parent, "tracking.uri")  # sqlite writes its journal beside the store
 
 
 def store_exists(uri: str) -> bool:
-    """False for a sqlite store not created yet (so it holds no run); True for every other kind of store."""
+    """False for a sqlite store not created yet (so it holds no run), also when its file is blank; True for every
+    other kind of store."""
     db = sqlite_file(uri)
-    return db is None or db.exists()
+    return db is None or (db.exists() and not _blank(db))
+
+
+def _blank(db: Path) -> bool:
+    """Whether a sqlite file holds nothing yet: empty (what `touch` leaves) or a database without a table (what
+    `sqlite3 mlflow.db` leaves). Such a file is made into a store as if it were not there."""
+    import sqlite3
+    from contextlib import closing
+
+    try:
+        if db.stat().st_size == 0:
+            return True
+        with closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as connection:
+            return connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+    except (OSError, sqlite3.Error):
+        return False  # not a database, or unreadable: MLflow says what it is
 
 
 def ensure_store(uri: str) -> None:
@@ -70,13 +88,14 @@ def ensure_store(uri: str) -> None:
 
     MLflow creates its tables in many migration steps; a process killed between them, or two processes doing
     them at once, break the file for good. Here one process at a time (a lock on the folder) builds the store
-    under a temporary name and renames it into place, so the store either does not exist or is complete."""
-    db = sqlite_file(uri)
-    if db is None or db.exists():
+    under a temporary name and renames it into place, so the store either does not exist or is complete. A blank
+    file (empty, or a database without a table) counts as no store and is replaced."""
+    if store_exists(uri):
         return
+    db = sqlite_file(uri)
     check_uri(uri)
     with locked(db.parent):
-        if db.exists():  # made by another process while this one waited
+        if store_exists(uri):  # made by another process while this one waited
             return
         for stale in db.parent.iterdir():  # left by a killed creator (with its sqlite journal)
             if stale.name.startswith(f".{db.name}.") and ".creating" in stale.name:
@@ -106,7 +125,34 @@ def _dispose(uri: str) -> None:
         engine.dispose()
 
 
+_REACHED: set[str] = set()  # servers this process has reached
+
+
+def _probe(uri: str, timeout: float = 5.0) -> None:
+    """Raise AlexpError within `timeout` seconds if the MLflow server at an http(s) `uri` takes no connection
+    (MLflow itself retries a refused connection for minutes, silently)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if uri in _REACHED or not uri.startswith(("http://", "https://")):
+        return
+    parts = urlsplit(uri)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            pass
+    except (OSError, ValueError) as e:
+        reason = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e)) if isinstance(e, OSError) \
+            else str(e)
+        raise AlexpError(f"cannot reach the MLflow server at tracking.uri={redact(uri)!r} ({reason}); start it "
+                         "(mlflow server ...) or point tracking.uri (MLFLOW_TRACKING_URI) at a reachable store"
+                         ) from None
+    _REACHED.add(uri)
+
+
 def _client(uri: str):
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # its own run link, with credentials
+    _probe(uri)
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -192,6 +238,19 @@ def find_run(uri: str, experiment_name: str, key: str) -> Found | None:
     return Found(run.info.run_id, run.info.status, run.info.run_name, dict(run.data.metrics))
 
 
+def run_gone(uri: str, run_id: str) -> bool:
+    """Whether run `run_id` was deleted (in the MLflow UI, or `mlflow runs delete`) or is not in the store."""
+    from mlflow.exceptions import MlflowException
+
+    with reaching(uri):
+        try:
+            return _client(uri).get_run(run_id).info.lifecycle_stage == "deleted"
+        except MlflowException as e:
+            if e.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return True
+            raise
+
+
 @dataclass
 class Tracker:
     """Logging handle of one active run. Points it logged before (an interrupted attempt) are not logged again."""
@@ -242,7 +301,11 @@ def tracked_run(uri: str, experiment_name: str, run_name: str, params: Mapping[s
         mlflow.set_tags(tags)
         mlflow.log_dict(redact(config), "config.yaml")
         logged = {(key, m.step) for key in data.metrics for m in client.get_metric_history(run.info.run_id, key)}
-        yield Tracker(run.info.run_id, logged)
+        try:
+            yield Tracker(run.info.run_id, logged)
+        except KeyboardInterrupt:  # SIGTERM, SIGINT (alexp.lifeline.Stopped): stopped, to be resumed
+            mlflow.end_run(status="KILLED")
+            raise
 
 
 def client(uri: str):
@@ -257,7 +320,7 @@ def experiment_id(uri: str, name: str, missing_ok: bool = False) -> str | None:
         exp = c.get_experiment_by_name(name)
         if exp is None and not missing_ok:
             names = [e.name for e in c.search_experiments()]
-            raise AlexpError(f"no experiment {name!r} in {uri}; pass --experiment with one of {names}")
+            raise AlexpError(f"no experiment {name!r} in {redact(uri)}; pass --experiment with one of {names}")
     return exp.experiment_id if exp is not None else None
 
 

@@ -17,6 +17,7 @@ import urllib.request
 
 from alexp import AlexpError
 from alexp.mlflow_view import GROUPED_KEY, SHARE_KEY, opener
+from alexp.secrets import environment, redact
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -27,7 +28,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--experiment", default="alexp", help="the experiment to open (default: alexp)")
     p.add_argument("--port", type=int, default=5000,
                    help="port (default 5000; the next free one is taken when it is in use)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not 1 <= args.port <= 65535:
+        p.error(f"--port must be a port number from 1 to 65535, got {args.port}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,17 +40,18 @@ def main(argv: list[str] | None = None) -> None:
 
     uri = args.tracking_uri
     if uri.startswith(("http://", "https://")):
-        raise AlexpError(f"--tracking-uri {uri} is an MLflow server already: open it in a browser "
+        raise AlexpError(f"--tracking-uri {redact(uri)} is an MLflow server already: open it in a browser "
                          "(alexp ui serves a local store: sqlite:///... or a folder)")
     if not tracking.store_exists(uri):
-        raise AlexpError(f"no MLflow store at {uri}; run alexp first, or pass --tracking-uri (default: "
+        raise AlexpError(f"no MLflow store at {redact(uri)}; run alexp first, or pass --tracking-uri (default: "
                          "MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working folder)")
     port = free_port(args.port)
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # starts in seconds, not half a minute
+    env = {**environment(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # starts in seconds, not half a minute
+           "ALEXP_UI_PID": str(os.getpid())}  # the server ends with alexp ui, also after a kill -9
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
                "--port", str(port), "--workers", "1", "--app-name", "alexp"]
-    print(f"alexp ui: starting the MLflow UI for {uri} on {base} ...", flush=True)
+    print(f"alexp ui: starting the MLflow UI for {redact(uri)} on {base} ...", flush=True)
     errors = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a full pipe would block the server
     for sig in (signal.SIGTERM, signal.SIGHUP):  # stopped or its terminal closed: stop the server too
         signal.signal(sig, _interrupt)

@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 
 from flask import request
 from mlflow.server import app as flask_app
 from mlflow.server.fastapi_app import app
 
+from alexp.lifeline import die_with
 from alexp.mlflow_view import COLORS, GROUPED_KEY, SHARE_KEY, group_colors, url
 
 __all__ = ["app"]
+
+if os.environ.get("ALEXP_UI_PID"):  # started by `alexp ui`: ends with it, also after a kill -9 (alexp.lifeline)
+    die_with(int(os.environ["ALEXP_UI_PID"]), code=0)
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>alexp: opening the MLflow UI</title>
 <script>

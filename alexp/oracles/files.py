@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from alexp import AlexpError, faults
 from alexp.atomic import atomic_path
-from alexp.errors import first_line
+from alexp.errors import check_writable, first_line
 from alexp.oracles.base import Oracle, shown_columns
 from alexp.oracles.human import wait_for
 
@@ -54,6 +54,7 @@ class Files(Oracle):
         self.classes = list(classes)
         self.wait, self.poll_seconds, self.timeout_seconds = wait, poll_seconds, timeout_seconds
         super().__init__(cost_per_label)
+        check_writable(self.queue, "oracle.queue_dir")
         for path, kind in ((self.queue, "folder"), (self.done, "folder"), (self.pending_file, "file"),
                            (self.labels_file, "file")):
             if path.exists() and path.is_dir() != (kind == "folder"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -95,7 +96,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error(f"--stop-loss must be >= 0, got {args.stop_loss}")
     if args.plateau_points < 1:
         p.error(f"--plateau-points must be at least 1, got {args.plateau_points}")
+    if args.baseline and any("=" not in part for part in args.baseline.split()):
+        bare = next(part for part in args.baseline.split() if "=" not in part)
+        p.error(f"--baseline takes settings as key=value, got {bare!r}; e.g. --baseline acquisition={bare}")
     return args
+
+
+def folder_name(experiments: list[str]) -> str:
+    """The report folder's name under reports/: the experiment names, each reduced to letters, digits, '_', '-'
+    and inner dots, so that no name (`../../x`, `/etc`) reaches outside reports/."""
+    parts = [re.sub(r"[^\w.-]+", "_", name).strip("._") or "experiment" for name in experiments]
+    return "-".join(parts)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -117,8 +128,13 @@ def main(argv: list[str] | None = None) -> None:
     except AlexpError as e:
         print(f"alexp report: error: {e}", file=sys.stderr)
         sys.exit(2)
-    out = Path(args.out or Path("reports") / "-".join(experiments))
-    files = write(report, out, ", ".join(experiments))
+    out = Path(args.out) if args.out else Path("reports") / folder_name(experiments)
+    try:
+        files = write(report, out, ", ".join(experiments))
+    except OSError as e:
+        print(f"alexp report: error: cannot write the report to {out}/: {e.strerror or e}; pass --out with a "
+              "folder you can write to", file=sys.stderr)
+        sys.exit(2)
     if not args.no_log:
         from alexp.tracking import log_report
 

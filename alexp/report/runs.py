@@ -8,6 +8,7 @@ import polars as pl
 from numpy.typing import NDArray
 
 from alexp import AlexpError
+from alexp.secrets import redact
 
 log = logging.getLogger(__name__)
 
@@ -24,19 +25,25 @@ def load_runs(uri: str, experiments: list[str], sweep_dir: str | None = None, me
     runs that sweep asked for: those it started (tagged with it) and those it found already finished (recorded
     in its folder). Runs that are not FINISHED and report runs are left out; of several finished runs of one
     condition and seed (a rerun), the latest counts, so a seed is never counted twice."""
-    from alexp.sweep import recorded_runs
     from alexp.tracking import client as tracking_client
-    from alexp.tracking import store_exists
+    from alexp.tracking import reaching, store_exists
 
     if not store_exists(uri):
-        raise AlexpError(f"no MLflow store at {uri}; run alexp first, or pass --tracking-uri (default: "
+        raise AlexpError(f"no MLflow store at {redact(uri)}; run alexp first, or pass --tracking-uri (default: "
                          "MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working folder)")
     client = tracking_client(uri)
+    with reaching(uri):
+        return _rows(client, uri, experiments, metric, keys, sweep_dir)
+
+
+def _rows(client, uri, experiments, metric, keys, sweep_dir):
+    from alexp.sweep import recorded_runs
+
     ids = []
     for name in experiments:
         exp = client.get_experiment_by_name(name)
         if exp is None:
-            raise AlexpError(f"no experiment {name!r} in {uri}; pass --experiment with one of "
+            raise AlexpError(f"no experiment {name!r} in {redact(uri)}; pass --experiment with one of "
                              f"{[e.name for e in client.search_experiments()]}")
         ids.append(exp.experiment_id)
     asked = recorded_runs(sweep_dir) if sweep_dir is not None else set()
@@ -46,7 +53,7 @@ def load_runs(uri: str, experiments: list[str], sweep_dir: str | None = None, me
             and (sweep_dir is None or r.info.run_id in asked
                  or _same_folder(r.data.tags.get("alexp.sweep_dir"), sweep_dir))]
     if not runs:
-        raise AlexpError(f"no finished alexp runs in experiment(s) {experiments} of {uri}"
+        raise AlexpError(f"no finished alexp runs in experiment(s) {experiments} of {redact(uri)}"
                          + (f" with sweep dir {sweep_dir}" if sweep_dir else ""))
     if not any(metric in r.data.metrics for r in runs):
         logged = sorted(set().union(*(r.data.metrics for r in runs)))

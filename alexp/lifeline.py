@@ -1,0 +1,96 @@
+"""Processes that end with the process they serve, and runs that stop cleanly on SIGTERM and SIGINT.
+
+- `die_with(pid)`: a sweep's worker processes (joblib/loky) and `alexp ui`'s MLflow server are not told when a
+  `kill -9` ends the process that started them; each watches it and exits within half a second of its end (at
+  once, as a kill would: a run's checkpoint is always whole, so the sweep resumes as after any kill).
+- `stopping_on_signals()` (a run) and `stop_on_signals()` (a sweep's launching process): SIGTERM (what a
+  scheduler or `kill` sends before a kill) and SIGINT (Ctrl-C) raise `Stopped` in the main thread, which the
+  runner lets through its MLflow run (marked KILLED) and the command reports in one line, exit code 128 + the
+  signal's number. The checkpoint written after the last accepted labels stays; the same command resumes from
+  it to the result an uninterrupted run gives.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_watched: set[int] = set()
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, killed but not yet reaped by its parent, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc (macOS): signal 0 tells whether the pid exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def die_with(pid: int, interval: float = 0.5, code: int = 1) -> None:
+    """End this process (os._exit: no cleanup, like a kill) within `interval` seconds of process `pid`'s end."""
+    if pid in _watched or pid == os.getpid():
+        return
+    _watched.add(pid)
+
+    def watch() -> None:
+        while alive(pid):
+            time.sleep(interval)
+        os._exit(code)
+
+    threading.Thread(target=watch, name=f"alexp-die-with-{pid}", daemon=True).start()
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGINT arrived during a run. Not an Exception, so no `except Exception` on the way swallows it;
+    a KeyboardInterrupt, so what handles Ctrl-C (the terminal oracle: like q) handles it too."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def _raise_stopped(signum, frame) -> None:
+    raise Stopped(signum)
+
+
+@contextmanager
+def stopping_on_signals() -> Iterator[None]:
+    """Inside, SIGTERM and SIGINT raise Stopped (in the main thread; elsewhere signals are left alone)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def stop_on_signals() -> None:
+    """From here on, SIGTERM and SIGINT raise Stopped in the main thread (a sweep's launching process: joblib
+    stops its workers, as on Ctrl-C)."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _raise_stopped)
