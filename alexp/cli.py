@@ -6,6 +6,7 @@ inside functions so that `alexp --help` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -37,32 +38,32 @@ def main() -> None:
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())  # `_target_: mymodule.MyStrategy` finds modules in the working folder
     command = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in ("report", "ui") else None
-    if command != "ui":  # alexp ui stops its server on these signals itself
-        lifeline.stop_on_signals()
-    try:
-        if command == "report":
-            from alexp import report
+    # SIGTERM and SIGINT raise Stopped (alexp ui stops its server on them itself): one line, not a traceback
+    with lifeline.stopping_on_signals() if command != "ui" else contextlib.nullcontext():
+        try:
+            if command == "report":
+                from alexp import report
 
-            report.main(sys.argv[2:])
-        elif command == "ui":
-            from alexp import ui
+                report.main(sys.argv[2:])
+            elif command == "ui":
+                from alexp import ui
 
-            ui.main(sys.argv[2:])
-        else:
-            experiment()
-    except Stopped as e:
-        print(f"alexp: stopped by {e.name}" + (f" (alexp {command}; run it again for its output)" if command else
-              "; every label accepted so far is saved: run the same command again to continue"),
-              file=sys.stderr, flush=True)
-        sys.exit(e.exit_code)
-    except (Exception, UserError) as e:  # noqa: BLE001 - sorted into user errors (one line) and bugs (re-raised)
-        message = str(e) if isinstance(e, UserError) else user_error(e)
-        if message is None:
-            raise
-        from alexp.secrets import redact
+                ui.main(sys.argv[2:])
+            else:
+                experiment()
+        except Stopped as e:
+            print(f"alexp: stopped by {e.name}" + (f" (alexp {command}; run it again for its output)" if command
+                  else "; every label accepted so far is saved: run the same command again to continue"),
+                  file=sys.stderr, flush=True)
+            sys.exit(e.exit_code)
+        except (Exception, UserError) as e:  # noqa: BLE001 - sorted into user errors (one line) and bugs (re-raised)
+            message = str(e) if isinstance(e, UserError) else user_error(e)
+            if message is None:
+                raise
+            from alexp.secrets import redact
 
-        print(f"alexp: error: {redact(message)}", file=sys.stderr)
-        sys.exit(2)
+            print(f"alexp: error: {redact(message)}", file=sys.stderr)
+            sys.exit(2)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://alexp.conf", config_name="config")
@@ -81,10 +82,9 @@ class InitTrackingStore(Callback):
     jobs start (a fresh sqlite store races), set up the sweep's job board, and say what to do when it is done."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from alexp import lifeline, secrets, sweep, tracking
+        from alexp import secrets, sweep, tracking
 
         secrets.guard()  # the launcher logs each job's overrides next
-        lifeline.stop_on_signals()  # SIGTERM like Ctrl-C: the launcher stops the jobs, the command says so
         os.environ["ALEXP_SWEEP_PID"] = str(os.getpid())  # worker processes end with this one (alexp.lifeline)
         tracking.init_store(config.tracking.uri, config.tracking.experiment_name)
         board, total = sweep.Board(config.hydra.sweep.dir), sweep.total_jobs(config)

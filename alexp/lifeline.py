@@ -3,11 +3,11 @@
 - `die_with(pid)`: a sweep's worker processes (joblib/loky) and `alexp ui`'s MLflow server are not told when a
   `kill -9` ends the process that started them; each watches it and exits within half a second of its end (at
   once, as a kill would: a run's checkpoint is always whole, so the sweep resumes as after any kill).
-- `stopping_on_signals()` (a run) and `stop_on_signals()` (a sweep's launching process): SIGTERM (what a
-  scheduler or `kill` sends before a kill) and SIGINT (Ctrl-C) raise `Stopped` in the main thread, which the
-  runner lets through its MLflow run (marked KILLED) and the command reports in one line, exit code 128 + the
-  signal's number. The checkpoint written after the last accepted labels stays; the same command resumes from
-  it to the result an uninterrupted run gives.
+- `stopping_on_signals()` (the `alexp` command; a sweep's job in a worker process): SIGTERM (what a scheduler or
+  `kill` sends before a kill) and SIGINT (Ctrl-C) raise `Stopped` in the main thread, which the runner lets through
+  its MLflow run (marked KILLED) and the command reports in one line, exit code 128 + the signal's number (a sweep's
+  launcher stops its workers as on Ctrl-C). The checkpoint written after the last accepted labels stays; the same
+  command resumes from it to the result an uninterrupted run gives.
 """
 
 from __future__ import annotations
@@ -70,8 +70,29 @@ class Stopped(KeyboardInterrupt):
         return 128 + self.signum
 
 
+_shield = threading.local()  # depth of shielded() sections, and a signal that arrived inside one
+
+
 def _raise_stopped(signum, frame) -> None:
+    if getattr(_shield, "depth", 0):
+        _shield.pending = signum  # raised when the section ends
+        return
     raise Stopped(signum)
+
+
+@contextmanager
+def shielded() -> Iterator[None]:
+    """A section a signal must not cut in two (a write to the MLflow store, a checkpoint, an oracle's archive): a
+    SIGTERM or SIGINT that arrives inside raises Stopped when it ends. Computing (fits, selections) needs none:
+    what it was computing is recomputed on resume."""
+    _shield.depth = getattr(_shield, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _shield.depth -= 1
+    if _shield.depth == 0 and getattr(_shield, "pending", None):
+        signum, _shield.pending = _shield.pending, None
+        raise Stopped(signum)
 
 
 @contextmanager
@@ -87,10 +108,3 @@ def stopping_on_signals() -> Iterator[None]:
         for sig, handler in old.items():
             signal.signal(sig, handler)
 
-
-def stop_on_signals() -> None:
-    """From here on, SIGTERM and SIGINT raise Stopped in the main thread (a sweep's launching process: joblib
-    stops its workers, as on Ctrl-C)."""
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, _raise_stopped)

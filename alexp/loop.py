@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from sklearn.dummy import DummyClassifier
 
 from alexp import faults, models
+from alexp.lifeline import shielded
 from alexp.acquisition import Acquisition, PoolView
 from alexp.atomic import atomic_path
 from alexp.budget import Budget
@@ -131,9 +132,10 @@ class Loop:
                     answers = self.oracle.collect()
                     self._correct(state, self.oracle.corrections())
                     if answers is not None:
-                        self._accept(state, answers)
-                        faults.crash_point("accepted")
-                        self.oracle.commit()  # the answers are in the saved state: the oracle may let go of them
+                        with shielded():
+                            self._accept(state, answers)
+                            faults.crash_point("accepted")
+                            self.oracle.commit()  # the answers are in the saved state: the oracle may let go of them
                     if state.pending.size and answers == {}:
                         continue  # an answer file with nothing new (read again after a crash): look again
                     if state.pending.size:  # nothing, or only part of the batch, came back
@@ -287,4 +289,5 @@ class Loop:
 
     def _save(self, state: LoopState) -> None:
         if self.checkpoint is not None:
-            state.save(self.checkpoint)
+            with shielded():
+                state.save(self.checkpoint)

@@ -17,6 +17,7 @@ from urllib.parse import unquote
 
 from alexp import AlexpError, faults
 from alexp.errors import check_writable, first_line
+from alexp.lifeline import shielded
 from alexp.secrets import redact
 from alexp.mlflow_view import experiment_tags
 
@@ -263,20 +264,23 @@ class Tracker:
 
         new = {k: v for k, v in metrics.items() if (k, step) not in self.logged}
         if new:
-            mlflow.log_metrics(new, step=step)
-            self.logged.update((k, step) for k in new)
+            with shielded():
+                mlflow.log_metrics(new, step=step)
+                self.logged.update((k, step) for k in new)
             faults.crash_point("logged")
 
     def pause(self) -> None:
         """End the run as SCHEDULED (waiting for labels); continuing it later sets it running again."""
         import mlflow
 
-        mlflow.end_run(status="SCHEDULED")
+        with shielded():
+            mlflow.end_run(status="SCHEDULED")
 
     def log_artifacts(self, folder: Path) -> None:
         import mlflow
 
-        mlflow.log_artifacts(str(folder))
+        with shielded():
+            mlflow.log_artifacts(str(folder))
 
 
 @contextmanager
@@ -293,19 +297,30 @@ def tracked_run(uri: str, experiment_name: str, run_name: str, params: Mapping[s
     tags = {k: redact(str(v)) for k, v in tags.items()}
     # A new run carries its run key from its first moment: a kill right after start leaves a run a rerun finds.
     new = {} if run_id else {"experiment_id": experiment_id, "run_name": run_name, "tags": tags}
-    with mlflow.start_run(run_id=run_id, log_system_metrics=False, **new) as run:
-        data = client.get_run(run.info.run_id).data
-        missing = {k: redact(str(v)) for k, v in params.items() if k not in data.params}
-        if missing:
-            mlflow.log_params(missing)
-        mlflow.set_tags(tags)
-        mlflow.log_dict(redact(config), "config.yaml")
-        logged = {(key, m.step) for key in data.metrics for m in client.get_metric_history(run.info.run_id, key)}
-        try:
-            yield Tracker(run.info.run_id, logged)
-        except KeyboardInterrupt:  # SIGTERM, SIGINT (alexp.lifeline.Stopped): stopped, to be resumed
-            mlflow.end_run(status="KILLED")
-            raise
+    run, status = None, "FINISHED"
+    try:
+        with shielded():  # SIGTERM/SIGINT wait for the store's writes to end (alexp.lifeline)
+            run = mlflow.start_run(run_id=run_id, log_system_metrics=False, **new)
+            data = client.get_run(run.info.run_id).data
+            missing = {k: redact(str(v)) for k, v in params.items() if k not in data.params}
+            if missing:
+                mlflow.log_params(missing)
+            mlflow.set_tags(tags)
+            mlflow.log_dict(redact(config), "config.yaml")
+            logged = {(key, m.step) for key in data.metrics
+                      for m in client.get_metric_history(run.info.run_id, key)}
+        yield Tracker(run.info.run_id, logged)
+    except KeyboardInterrupt:  # SIGTERM, SIGINT (alexp.lifeline.Stopped): stopped, to be resumed
+        status = "KILLED"
+        raise
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        active = mlflow.active_run()
+        if run is not None and active is not None and active.info.run_id == run.info.run_id:  # not paused already
+            with shielded():
+                mlflow.end_run(status=status)
 
 
 def client(uri: str):

@@ -148,10 +148,26 @@ def _make_store(uri):
     tracking.init_store(uri, "alexp")
 
 
+def _blank_store(folder, blank):
+    """What a user may leave where the store goes: nothing, an empty file (`touch mlflow.db`), or an sqlite
+    database without a table (`sqlite3 mlflow.db` and a statement)."""
+    import sqlite3
+
+    db = folder / "mlflow.db"
+    if blank == "empty file":
+        db.touch()
+    elif blank == "database without tables":
+        with sqlite3.connect(db) as connection:
+            connection.execute("CREATE TABLE t (x)")
+            connection.execute("DROP TABLE t")
+
+
 @pytest.mark.slow
-def test_kills_during_store_creation_leave_usable_stores(ctx, tmp_path):
+@pytest.mark.parametrize("blank", ["no file", "empty file", "database without tables"])
+def test_kills_during_store_creation_leave_usable_stores(ctx, tmp_path, blank):
     """kill -9 at a random moment in the first half of MLflow's building of a fresh store (its migrations take
-    a second or so), twelve times: each leaves a store that opens and takes a run."""
+    a second or so), twelve times, where the store's file is absent or blank: each leaves a store that opens and
+    takes a run."""
     import mlflow
 
     from alexp import tracking
@@ -164,6 +180,7 @@ def test_kills_during_store_creation_leave_usable_stores(ctx, tmp_path):
         return p
 
     (tmp_path / "timing").mkdir()
+    _blank_store(tmp_path / "timing", blank)
     p, started = start_creating(tmp_path / "timing"), time.perf_counter()
     p.join()
     seconds = time.perf_counter() - started  # how long building the store takes in a child
@@ -172,6 +189,7 @@ def test_kills_during_store_creation_leave_usable_stores(ctx, tmp_path):
     for i in range(12):
         folder = tmp_path / f"s{i}"
         folder.mkdir()
+        _blank_store(folder, blank)
         uri = f"sqlite:///{folder}/mlflow.db"
         p = start_creating(folder)
         time.sleep(rng.uniform(0, seconds / 2))  # the first half of the build: far from its end on a busy machine too
@@ -190,6 +208,66 @@ def test_kills_during_store_creation_leave_usable_stores(ctx, tmp_path):
         assert not list(folder.glob(".*.creating"))
     print(f"{killed} of 12 creators killed, {midway} of them with the store half-made; 12 usable stores")
     assert midway >= 9  # most kills landed while the store was being made
+
+
+@pytest.mark.slow
+def test_two_first_runs_at_once_on_an_empty_store_file_both_finish(ctx, tmp_path):
+    """`touch mlflow.db`, then two different runs started at once, three times: both finish, no traceback."""
+    for i in range(3):
+        cwd = tmp_path / f"t{i}"
+        cwd.mkdir()
+        _blank_store(cwd, "empty file")
+        a, b = start(ctx, cwd, [*ARGS, "seed=1"]), start(ctx, cwd, [*ARGS, "seed=2"])
+        a.join(120), b.join(120)
+        err = (cwd / "stderr.txt").read_text()
+        assert (a.exitcode, b.exitcode) == (0, 0) and "Traceback" not in err, err
+        import mlflow
+
+        client = mlflow.MlflowClient(f"sqlite:///{cwd}/mlflow.db")
+        found = client.search_runs([client.get_experiment_by_name("alexp").experiment_id])
+        assert sorted(r.data.params["seed"] for r in found) == ["1", "2"]
+        assert {r.info.status for r in found} == {"FINISHED"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_and_sigint_at_random_moments_stop_runs_that_resume_to_the_same_result(sig, ctx, references,
+                                                                                        tmp_path):
+    """20 runs, each sent the signal at a random moment of its life (start-up included): it stops within seconds
+    with one line and exit code 128 + the signal (or had finished), and the same command then ends in one run
+    equal to an uninterrupted one."""
+    rng = np.random.default_rng(int(sig))
+    (tmp_path / "timing").mkdir()
+    started = time.perf_counter()
+    assert run(ctx, tmp_path / "timing", ARGS) == 0
+    seconds = time.perf_counter() - started  # an uninterrupted run, start-up included
+    stopped = 0
+    for i in range(20):
+        cwd = tmp_path / f"r{i}"
+        cwd.mkdir()
+        p = start(ctx, cwd, ARGS)
+        time.sleep(rng.uniform(0.2, seconds))
+        sent = time.perf_counter()
+        try:
+            os.kill(p.pid, sig)
+        except ProcessLookupError:
+            pass
+        p.join(60)
+        assert p.exitcode is not None and time.perf_counter() - sent < 10, "did not stop within 10 s"
+        err = (cwd / "stderr.txt").read_text()
+        assert "Traceback" not in err, err
+        if p.exitcode == 128 + sig:
+            stopped += 1
+            lines = [line for line in err.splitlines() if line.strip()]
+            assert lines == [f"alexp: stopped by {sig.name}; every label accepted so far is saved: run the same "
+                             "command again to continue"], err
+        else:
+            assert p.exitcode == 0, err  # it had finished
+        assert run(ctx, cwd, ARGS) == 0, (cwd / "stderr.txt").read_text()
+        history, labeled, run_ = finished_run(cwd)
+        assert history == references["simulated"][0] and labeled.equals(references["simulated"][1])
+    print(f"{stopped} of 20 runs stopped by {sig.name}, all resumed to the uninterrupted result")
+    assert stopped >= 12  # most signals landed while the run worked
 
 
 @pytest.mark.slow
