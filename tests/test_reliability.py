@@ -157,3 +157,140 @@ def test_kill_9_of_alexp_ui_stops_its_server_and_frees_the_port(alexp, tmp_path)
     assert _alive(family) == set(), f"left alive: {_alive(family)}"
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))  # free again
+
+
+def _as_a_user(argv):
+    """`argv` run with file permissions checked as for an ordinary user: uid 0 without the capabilities that let
+    root write anywhere (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH). A real other user cannot reach this machine's
+    Python under /root."""
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *argv]
+
+
+def _kappas(store):
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{store}")
+    found = client.search_runs([client.get_experiment_by_name("alexp").experiment_id])
+    (run,) = [r for r in found if r.info.status == "FINISHED"]
+    return [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "kappa")]
+
+
+@pytest.mark.slow
+def test_a_full_disk_and_read_only_folders_say_one_line_and_a_rerun_after_the_fix_is_identical(alexp, tmp_path):
+    """On a 16 MB tmpfs filled to the last byte, and with the state folder or the store's folder read-only
+    (permissions checked as for an ordinary user): exit 2 with one line naming the problem, no traceback; the
+    same command after the fault is fixed ends in the run an unhindered one gives."""
+    assert os.geteuid() == 0, "this test mounts a tmpfs and drops root's capabilities: run the suite as root"
+    (tmp_path / "reference").mkdir()
+    alexp(*SMALL, cwd=tmp_path / "reference")
+    expected = _kappas(tmp_path / "reference" / "mlflow.db")
+    command = _as_a_user([sys.executable, "-m", "alexp", *SMALL])
+
+    def attempt(cwd):
+        done = subprocess.run(command, cwd=cwd, env=job_env(cwd), capture_output=True, text=True, timeout=300)
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        return done.returncode, lines, done.stderr
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)], check=True)
+    try:
+        job_env(disk)  # its store, made while there is room
+        with open(disk / "filler", "wb") as filler:  # every byte left
+            try:
+                while True:
+                    filler.write(b"\0" * 65536)
+                    filler.flush()
+            except OSError:
+                pass
+        code, lines, err = attempt(disk)
+        assert code == 2 and len(lines) == 1 and "no space left" in lines[0] and "Traceback" not in err, err
+        (disk / "filler").unlink()
+        code, _, err = attempt(disk)
+        assert code == 0, err
+        assert _kappas(disk / "mlflow.db") == expected
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+    for folder, setting in (("state", "state_dir"), ("store", "tracking.uri")):
+        cwd = tmp_path / f"read-only-{folder}"
+        (cwd / folder).mkdir(parents=True)
+        env = {**job_env(cwd), "ALEXP_STATE_DIR": str(cwd / "state")}
+        if folder == "store":
+            os.replace(cwd / "mlflow.db", cwd / "store" / "mlflow.db")
+            env["MLFLOW_TRACKING_URI"] = f"sqlite:///{cwd}/store/mlflow.db"
+        os.chmod(cwd / folder, 0o555)
+        done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 2 and len(lines) == 1 and f"{setting}: cannot write in {cwd / folder}" in lines[0], \
+            done.stderr
+        os.chmod(cwd / folder, 0o755)
+        done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert _kappas(cwd / ("store" if folder == "store" else "") / "mlflow.db") == expected
+
+
+def _serve(folder: Path, *extra: str) -> tuple[subprocess.Popen, int]:
+    """`mlflow server` on a free port with its store and artifacts in `folder` (job execution off: it starts in
+    seconds); returns once it answers."""
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    folder.mkdir()
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--backend-store-uri", f"sqlite:///{folder}/mlflow.db", "--artifacts-destination",
+                               str(folder / "artifacts"), "--workers", "1", *extra], cwd=folder,
+                              env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                                   "MLFLOW_FLASK_SERVER_SECRET_KEY": "alexp-test-csrf-key",
+                                   "MLFLOW_AUTH_ADMIN_PASSWORD": "pw-Zq81xK4v-Lm7t"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+            return server, port
+        except urllib.error.HTTPError:
+            return server, port  # answers (asking for credentials)
+        except OSError:
+            time.sleep(0.3)
+    server.kill()
+    raise AssertionError("mlflow server did not start")
+
+
+def _bytes_under(*folders: Path) -> bytes:
+    return b"".join(p.read_bytes() for folder in folders for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.mark.slow
+def test_no_secret_reaches_the_terminal_files_or_mlflow_with_a_credentialed_server(tmp_path):
+    """A run and a report against an MLflow server with basic auth (credentials in the URL) and one against a
+    server reached with a token as the URL's user: neither secret is in any byte written to the terminal, to
+    the working folder (outputs, state, reports) or to the server's store and artifacts."""
+    cases = (("pw-Zq81xK4v-Lm7t", ("--app-name", "basic-auth"), "admin:pw-Zq81xK4v-Lm7t"),
+             ("tok9f8e7d6c5b4a", (), "tok9f8e7d6c5b4a"))
+    for i, (secret, extra, userinfo) in enumerate(cases):
+        served = tmp_path / f"server-{i}"
+        server, port = _serve(served, *extra)
+        try:
+            cwd = tmp_path / f"work-{i}"
+            cwd.mkdir()
+            env = {**job_env(cwd), "MLFLOW_TRACKING_URI": f"http://{userinfo}@127.0.0.1:{port}"}
+            said = b""
+            for argv in ([*SMALL], ["-m", "acquisition=random,margin", "hydra/launcher=basic", *SMALL],
+                         ["report"], ["report", "--tracking-uri", f"http://{userinfo}@127.0.0.1:{port + 1}"]):
+                done = subprocess.run([sys.executable, "-m", "alexp", *argv], cwd=cwd, env=env, capture_output=True,
+                                      timeout=600)
+                said += done.stdout + done.stderr
+                if argv[0] != "report" or len(argv) == 1:
+                    assert done.returncode == 0, done.stderr.decode()[-2000:]
+            assert b"***@127.0.0.1" in said  # the URL was shown, masked
+            assert secret.encode() not in said, "in the terminal"
+            assert secret.encode() not in _bytes_under(cwd), "in the working folder"
+            assert list(served.rglob("*.yaml")) or list(served.rglob("*.parquet")), "no artifact reached the server"
+            assert secret.encode() not in _bytes_under(served), "in the server's store or artifacts"
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
