@@ -230,6 +230,7 @@ def test_two_first_runs_at_once_on_an_empty_store_file_both_finish(ctx, tmp_path
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("signals")  # on the other worker than the kills: each takes minutes
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_sigterm_and_sigint_at_random_moments_stop_runs_that_resume_to_the_same_result(sig, ctx, references,
                                                                                         tmp_path):
@@ -254,9 +255,11 @@ def test_sigterm_and_sigint_at_random_moments_stop_runs_that_resume_to_the_same_
             pass
         p.join(60)
         assert p.exitcode is not None and time.perf_counter() - sent < 10, "did not stop within 10 s"
-        err = (cwd / "stderr.txt").read_text()
+        err = (cwd / "stderr.txt").read_text() if (cwd / "stderr.txt").exists() else ""
         assert "Traceback" not in err, err
-        if p.exitcode == 128 + sig:
+        if p.exitcode == -sig:  # it came before the process had started alexp: ended as the signal ends any program
+            assert not err
+        elif p.exitcode == 128 + sig:
             stopped += 1
             lines = [line for line in err.splitlines() if line.strip()]
             assert lines == [f"alexp: stopped by {sig.name}; every label accepted so far is saved: run the same "

@@ -155,8 +155,12 @@ def test_kill_9_of_alexp_ui_stops_its_server_and_frees_the_port(alexp, tmp_path)
     ui.wait()
     time.sleep(5)
     assert _alive(family) == set(), f"left alive: {_alive(family)}"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", port))  # free again
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass  # nothing listens there any more
+    with socket.socket() as s:  # and a new server can take the port (as servers do: connections of the old one
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # may linger in TIME_WAIT for a minute)
+        s.bind(("127.0.0.1", port))
+        s.listen()
 
 
 def _as_a_user(argv):
@@ -228,6 +232,24 @@ def test_a_full_disk_and_read_only_folders_say_one_line_and_a_rerun_after_the_fi
         done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         assert _kappas(cwd / ("store" if folder == "store" else "") / "mlflow.db") == expected
+
+    cwd = tmp_path / "read-only-queue"  # a files oracle's folder, and a report's
+    (cwd / "labels").mkdir(parents=True)
+    os.chmod(cwd / "labels", 0o555)
+    done = subprocess.run(_as_a_user([sys.executable, "-m", "alexp", *SMALL, "oracle=files",
+                                      "oracle.queue_dir=labels/queue"]), cwd=cwd, env=job_env(cwd),
+                          capture_output=True, text=True, timeout=300)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and "oracle.queue_dir: cannot write in" in lines[0], done.stderr
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{cwd}/mlflow.db")  # refused before a run started: no FAILED run
+    assert not client.search_runs([e.experiment_id for e in client.search_experiments()])
+    done = subprocess.run(_as_a_user([sys.executable, "-m", "alexp", "report", "--no-log", "--out",
+                                      str(cwd / "labels" / "report")]), cwd=tmp_path / "reference",
+                          env=job_env(tmp_path / "reference"), capture_output=True, text=True, timeout=300)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and "cannot write the report to" in lines[0], done.stderr
 
 
 def _serve(folder: Path, *extra: str) -> tuple[subprocess.Popen, int]:
