@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -74,10 +75,31 @@ _shield = threading.local()  # depth of shielded() sections, and a signal that a
 
 
 def _raise_stopped(signum, frame) -> None:
-    if getattr(_shield, "depth", 0):
-        _shield.pending = signum  # raised when the section ends
-        return
-    raise Stopped(signum)
+    _shield.pending = signum  # until handled (`handled()`): raised again where a finalizer swallowed it
+    if not getattr(_shield, "depth", 0):  # inside a shielded section: raised when it ends
+        raise Stopped(signum)
+
+
+def handled() -> None:
+    """The Stopped in flight is dealt with (a run ended KILLED; the terminal oracle stopped asking, as on q)."""
+    _shield.pending = None
+
+
+def check() -> None:
+    """Raise Stopped for a signal whose exception was lost: Python ignores an exception raised while it runs a
+    finalizer (a weakref callback of the garbage collector), so the handler's raise can vanish."""
+    signum = getattr(_shield, "pending", None)
+    if signum and not getattr(_shield, "depth", 0):
+        _shield.pending = None
+        raise Stopped(signum)
+
+
+def _quiet_unraisable(hook):
+    def unraisable(info) -> None:  # "Exception ignored in ...": Stopped is raised again by check()
+        if not isinstance(info.exc_value, Stopped):
+            hook(info)
+
+    return unraisable
 
 
 @contextmanager
@@ -90,9 +112,7 @@ def shielded() -> Iterator[None]:
         yield
     finally:
         _shield.depth -= 1
-    if _shield.depth == 0 and getattr(_shield, "pending", None):
-        signum, _shield.pending = _shield.pending, None
-        raise Stopped(signum)
+    check()
 
 
 @contextmanager
@@ -101,10 +121,13 @@ def stopping_on_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    handled()
     old = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
+    hook, sys.unraisablehook = sys.unraisablehook, _quiet_unraisable(sys.unraisablehook)
     try:
         yield
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+        sys.unraisablehook = hook
 

@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from sklearn.dummy import DummyClassifier
 
 from alexp import faults, models
+from alexp.lifeline import check as check_stopped
 from alexp.lifeline import shielded
 from alexp.acquisition import Acquisition, PoolView
 from alexp.atomic import atomic_path
@@ -128,6 +129,7 @@ class Loop:
                   leave=False) as bar:
             fitted = None
             while True:
+                check_stopped()  # a signal whose exception a finalizer swallowed
                 if state.pending.size:
                     answers = self.oracle.collect()
                     self._correct(state, self.oracle.corrections())

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
-from alexp import AlexpError, faults
+from alexp import AlexpError, faults, lifeline
 from alexp.errors import check_writable, first_line
 from alexp.lifeline import shielded
 from alexp.secrets import redact
@@ -312,6 +312,7 @@ def tracked_run(uri: str, experiment_name: str, run_name: str, params: Mapping[s
         yield Tracker(run.info.run_id, logged)
     except KeyboardInterrupt:  # SIGTERM, SIGINT (alexp.lifeline.Stopped): stopped, to be resumed
         status = "KILLED"
+        lifeline.handled()
         raise
     except BaseException:
         status = "FAILED"

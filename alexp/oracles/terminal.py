@@ -17,7 +17,7 @@ from typing import TextIO
 import numpy as np
 from numpy.typing import NDArray
 
-from alexp import AlexpError, plural
+from alexp import AlexpError, lifeline, plural
 from alexp.oracles.base import Oracle, shown_columns
 
 
@@ -86,6 +86,7 @@ class Terminal(Oracle):
             try:
                 self._ask(queue, answers, out)
             except KeyboardInterrupt:  # Ctrl-C or a closed terminal: like q, the answers given are kept
+                lifeline.handled()
                 _say(out, "\ninterrupted: stopping as with q")
         left = len(queue) - len(answers)
         _say(out, f"{plural(len(answers), 'label')} given" + (f", {left} left" if left else ""))
