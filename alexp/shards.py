@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alexp import AlexpError
+from alexp.lifeline import alive
 
 META = "meta.json"
 BLOCK_ROWS = 65_536  # rows per block when a whole DiskArray is streamed
@@ -61,7 +62,7 @@ class ShardWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for stale in self.path.parent.glob(f"{self.path.name}.tmp*"):  # left by a writer that was killed
             pid = stale.name.rsplit(".tmp", 1)[1]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not alive(int(pid)):
                 shutil.rmtree(stale, ignore_errors=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir()
@@ -116,16 +117,6 @@ class ShardWriter:
                 return
             shutil.rmtree(self.path)
         os.replace(self.tmp, self.path)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def is_shard_folder(path: str | Path) -> bool:
