@@ -71,7 +71,7 @@ class Stopped(KeyboardInterrupt):
         return 128 + self.signum
 
 
-_shield = threading.local()  # depth of shielded() sections, and a signal that arrived inside one
+_shield = threading.local()  # depth of shielded() sections; the last signal not yet handled
 
 
 def _raise_stopped(signum, frame) -> None:
