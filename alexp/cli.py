@@ -125,9 +125,12 @@ def run(cfg: DictConfig) -> None:
     try:
         with lifeline.stopping_on_signals():
             outcome = runner.run(cfg)
-    except BaseException:
+    except BaseException as e:
         if job is not None:
             job[0].failed(job[1])  # its worker process lives on: it must not count as running
+        stopped = lifeline.stopped_in(e)
+        if stopped is not None and stopped is not e:  # a signal a library turned into its own error: a stop
+            raise stopped from None
         raise
     if job is not None:
         job[0].finished(job[1], outcome.line(time.monotonic() - started))

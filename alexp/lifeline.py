@@ -74,6 +74,18 @@ class Stopped(KeyboardInterrupt):
 _shield = threading.local()  # depth of shielded() sections; the last signal not yet handled
 
 
+def stopped_in(error: BaseException) -> Stopped | None:
+    """The Stopped behind `error`, if a library turned it into an error of its own (a database session that
+    failed to close after the signal cut it short raises from it)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, Stopped):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def _raise_stopped(signum, frame) -> None:
     _shield.pending = signum  # until handled (`handled()`): raised again where a finalizer swallowed it
     if not getattr(_shield, "depth", 0):  # inside a shielded section: raised when it ends
