@@ -34,7 +34,15 @@ def _alexp(argv, cwd, env):
 
     with open(Path(cwd) / "stdout.txt", "a") as out, open(Path(cwd) / "stderr.txt", "a") as err:
         sys.stdout, sys.stderr = out, err
-        cli.main()
+        try:
+            cli.main()
+        except SystemExit:
+            raise
+        except BaseException:  # written while the file is open: at exit, Python would find stderr closed
+            import traceback
+
+            traceback.print_exc(file=err)
+            raise
 
 
 @pytest.fixture(scope="module")
