@@ -51,12 +51,14 @@ def main() -> None:
                 ui.main(sys.argv[2:])
             else:
                 experiment()
-        except Stopped as e:
-            print(f"alexp: stopped by {e.name}" + (f" (alexp {command}; run it again for its output)" if command
-                  else "; every label accepted so far is saved: run the same command again to continue"),
-                  file=sys.stderr, flush=True)
-            sys.exit(e.exit_code)
-        except (Exception, UserError) as e:  # noqa: BLE001 - sorted into user errors (one line) and bugs (re-raised)
+        except (Exception, UserError, Stopped) as e:  # noqa: BLE001 - stops, user errors (one line), bugs (raised)
+            stopped = lifeline.stop_behind(e)  # a Stopped, or an error a signal caused (in Hydra's composition too)
+            if stopped is not None:
+                lifeline.handled()
+                print(f"alexp: stopped by {stopped.name}" + (f" (alexp {command}; run it again for its output)"
+                      if command else "; every label accepted so far is saved: run the same command again to "
+                      "continue"), file=sys.stderr, flush=True)
+                sys.exit(stopped.exit_code)
             message = str(e) if isinstance(e, UserError) else user_error(e)
             if message is None:
                 raise
@@ -128,7 +130,7 @@ def run(cfg: DictConfig) -> None:
     except BaseException as e:
         if job is not None:
             job[0].failed(job[1])  # its worker process lives on: it must not count as running
-        stopped = lifeline.stopped_in(e)
+        stopped = lifeline.stop_behind(e)
         if stopped is not None and stopped is not e:  # a signal a library turned into its own error: a stop
             raise stopped from None
         raise

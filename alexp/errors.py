@@ -14,6 +14,7 @@ import re
 from omegaconf import DictConfig
 
 from alexp import AlexpError
+from alexp.lifeline import causes
 
 
 class UserError(BaseException):
@@ -60,13 +61,11 @@ LOCKED_OUT = (errno.EROFS, errno.EACCES, errno.EPERM)
 RERUN = "then run the same command again: what was saved so far is kept"
 
 
-def resource_fault(e: BaseException) -> str | None:
+def resource_fault(error: BaseException) -> str | None:
     """One line for a full disk or a folder alexp may not write, found anywhere in the exception's chain (MLflow
     and SQLAlchemy wrap sqlite's own words: 'database or disk is full', 'attempt to write a readonly
     database'); None for anything else."""
-    seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
+    for e in causes(error):
         if isinstance(e, OSError) and e.errno in FULL + LOCKED_OUT:
             where = f" {e.filename}" if e.filename else ""
             if e.errno in FULL:
@@ -79,7 +78,6 @@ def resource_fault(e: BaseException) -> str | None:
         if "readonly database" in text or "unable to open database file" in text:
             return (f"cannot write the MLflow store (sqlite: {first_line(e, 120)}); make its file and folder "
                     f"writable or point tracking.uri elsewhere, {RERUN}")
-        e = e.__cause__ or e.__context__
     return None
 
 

@@ -74,16 +74,22 @@ class Stopped(KeyboardInterrupt):
 _shield = threading.local()  # depth of shielded() sections; the last signal not yet handled
 
 
-def stopped_in(error: BaseException) -> Stopped | None:
-    """The Stopped behind `error`, if a library turned it into an error of its own (a database session that
-    failed to close after the signal cut it short raises from it)."""
+def causes(error: BaseException | None) -> Iterator[BaseException]:
+    """`error`, then what it was raised from or while handling, down the chain (each once)."""
     seen = set()
     while error is not None and id(error) not in seen:
-        if isinstance(error, Stopped):
-            return error
         seen.add(id(error))
+        yield error
         error = error.__cause__ or error.__context__
-    return None
+
+
+def stop_behind(error: BaseException) -> Stopped | None:
+    """The stop a signal caused, if `error` is what it turned into: a library's cleanup that failed when the
+    signal cut it short (OmegaConf, in the middle of composing the config; a database session) raises its own
+    error from the Stopped, or swallows the Stopped and fails later on the state it left. None if no signal came."""
+    found = next((e for e in causes(error) if isinstance(e, Stopped)), None)
+    signum = getattr(_shield, "pending", None)
+    return found or (Stopped(signum) if signum else None)
 
 
 def _raise_stopped(signum, frame) -> None:
@@ -131,6 +137,9 @@ def shielded() -> Iterator[None]:
 def stopping_on_signals() -> Iterator[None]:
     """Inside, SIGTERM and SIGINT raise Stopped (in the main thread; elsewhere signals are left alone)."""
     if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if signal.getsignal(signal.SIGINT) is _raise_stopped:  # inside another: its signal may be pending still
         yield
         return
     handled()
