@@ -106,6 +106,10 @@ class Loop:
         self.held_out = (stream(self.seed, "eval").random(n) < share) if share else np.zeros(n, dtype=bool)
         self.stop_rows = self.stopping.stop_set(n, stream(self.seed, "stop")) if self.stopping is not None else None
         models.prepare(self.model, self.X, self.X_test)  # a transformer tokenizes the run's texts once
+        if getattr(self.acquisition, "reads_truth", False):  # the greedy oracle: an upper bound that cheats
+            if self.truth is None:
+                raise ValueError(f"{type(self.acquisition).__name__} reads the pool's truth: pass Loop(truth=...)")
+            self.acquisition.reveal(self.truth, self.X_test, self.y_test, self.model, stream_int(self.seed, "model"))
 
     def run(self, state: LoopState | None = None) -> LoopState:
         """Run (or continue) until the budget or pool is spent, or a human oracle has not answered yet."""
@@ -232,8 +236,20 @@ class Loop:
                 rows = np.flatnonzero(train & (state.labeled_in <= r))
                 models.fit(self.model, self.X[rows], state.labels[rows], stream_int(self.seed, "model"))
         rows = np.flatnonzero(train)
-        fitted = models.fit(self.model, self.X[rows], state.labels[rows], stream_int(self.seed, "model"))
+        fitted = models.fit(self.model, self.X[rows], state.labels[rows], stream_int(self.seed, "model"),
+                            unlabeled=self._unlabeled(state))
         return self.scout if self.scout is not None and isinstance(fitted, DummyClassifier) else fitted
+
+    def _unlabeled(self, state: LoopState):
+        """A semi-supervised model's unlabeled rows (`max_unlabeled` of them): a sample of the pool rows not
+        labeled yet, drawn from the round's own seed stream (so a resumed run draws the same); None otherwise."""
+        size = getattr(self.model, "max_unlabeled", None) if getattr(self.model, "uses_unlabeled", False) else None
+        if not size:
+            return None
+        rows = np.flatnonzero(state.labeled_in < 0)
+        if len(rows) > size:
+            rows = np.sort(stream(self.seed, "unlabeled", state.round).choice(rows, size, replace=False))
+        return self.X[rows]
 
     def _evaluate_scout(self, state: LoopState) -> None:
         """The scout's test metrics at 0 labels: where the curve starts before any label is bought."""

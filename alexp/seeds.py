@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-STREAMS = ("split", "initial", "acquisition", "oracle", "model", "eval", "stop", "curated_set")
+STREAMS = ("split", "initial", "acquisition", "oracle", "model", "eval", "stop", "curated_set", "unlabeled")
 
 
 def stream(seed: int, name: str, *keys: int) -> np.random.Generator:

@@ -13,12 +13,13 @@ from sklearn.base import clone
 from sklearn.dummy import DummyClassifier
 
 from alexp.models.mlp import MLPHead
+from alexp.models.semi import SelfTrained
 from alexp.models.threshold import TunedThreshold
 from alexp.models.transformer import TransformerClassifier
 from alexp.models.zero_shot import ZeroShot
 from alexp.shards import is_disk
 
-__all__ = ["MLPHead", "TransformerClassifier", "TunedThreshold", "ZeroShot", "fit", "predict_proba", "sample_proba",
+__all__ = ["MLPHead", "SelfTrained", "TransformerClassifier", "TunedThreshold", "ZeroShot", "fit", "predict_proba", "sample_proba",
            "predict", "proba_and_predict", "binary_logit", "linear_scores", "prepare"]
 
 
@@ -31,8 +32,9 @@ def prepare(model, *inputs) -> None:
             m.prepare(np.concatenate([np.asarray(x, dtype=object) for x in inputs]))
 
 
-def fit(model, X, y: NDArray[np.int64], random_state: int):
-    """A fresh clone of `model` fitted on (X, y), with every `*random_state` parameter set to `random_state`.
+def fit(model, X, y: NDArray[np.int64], random_state: int, unlabeled=None):
+    """A fresh clone of `model` fitted on (X, y), with every `*random_state` parameter set to `random_state`;
+    a semi-supervised model (`uses_unlabeled`, e.g. SelfTrained) also gets the unlabeled rows `unlabeled`.
 
     A model with `warm_start=True` is fitted in place instead, continuing from its last fit (scikit-learn's
     meaning of warm_start). While the labels hold a single class (a cold start on a rare positive), a
@@ -43,7 +45,10 @@ def fit(model, X, y: NDArray[np.int64], random_state: int):
         return DummyClassifier(strategy="prior").fit(np.zeros((len(y), 1)), y)
     est = model if getattr(model, "warm_start", False) else clone(model)
     seeds = {k: random_state for k in est.get_params() if k == "random_state" or k.endswith("__random_state")}
-    return est.set_params(**seeds).fit(X, y)
+    est.set_params(**seeds)
+    if unlabeled is not None and getattr(est, "uses_unlabeled", False):
+        return est.fit(X, y, unlabeled=unlabeled)
+    return est.fit(X, y)
 
 
 def predict_proba(model, X, n_classes: int) -> NDArray[np.float64]:

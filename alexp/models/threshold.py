@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import ParameterGrid, StratifiedKFold, cross_val_predict
 
 
 class TunedThreshold(ClassifierMixin, BaseEstimator):
@@ -18,26 +18,39 @@ class TunedThreshold(ClassifierMixin, BaseEstimator):
     class there is nothing to tune on, and the threshold stays at 0.5. Kappa on a rare class depends on the
     threshold, and random and curated label sets have very different class shares: tuning each arm on its own
     labels is one rule for all (scikit-learn's TunedThresholdClassifierCV refuses those small, skewed sets).
+
+    With `param_grid` (e.g. {"C": [0.01, 0.1, 1, 10, 100]}) the estimator's hyper-parameters are re-tuned at
+    every fit, on the same folds: each setting's out-of-fold probabilities get their best threshold, and the
+    setting and threshold with the highest out-of-fold kappa win (the first listed on a tie). Only the labels
+    passed to `fit` are read, so a run re-tunes on the labels it has bought, every round (Lüth et al. 2023: a
+    model tuned as labels grow can matter more than the strategy).
     """
 
-    def __init__(self, estimator, max_folds: int = 5, thresholds: int = 100, random_state: int | None = None):
+    def __init__(self, estimator, max_folds: int = 5, thresholds: int = 100, random_state: int | None = None,
+                 param_grid: dict | None = None):
         self.estimator = estimator
         self.max_folds = max_folds
         self.thresholds = thresholds
         self.random_state = random_state
+        self.param_grid = param_grid
 
     def fit(self, X, y) -> TunedThreshold:
         self.classes_, y_idx = np.unique(np.asarray(y), return_inverse=True)
         if len(self.classes_) != 2:
             raise ValueError(f"TunedThreshold is for binary labels; got classes {list(self.classes_)}")
-        self.estimator_ = clone(self.estimator).fit(X, y)
-        self.threshold_ = 0.5
+        self.threshold_, self.best_params_ = 0.5, {}
         rare = int(np.bincount(y_idx).min())
         if rare >= 2:
             folds = StratifiedKFold(min(self.max_folds, rare), shuffle=True, random_state=self.random_state or 0)
-            p = cross_val_predict(clone(self.estimator), X, y, cv=folds, method="predict_proba")[:, 1]
-            grid = np.unique(np.quantile(p, np.linspace(0, 1, self.thresholds)))
-            self.threshold_ = float(grid[int(np.argmax(np.nan_to_num(threshold_kappas(y_idx, p, grid), nan=-1.0)))])
+            best = -np.inf
+            for params in ParameterGrid(dict(self.param_grid or {})):
+                est = clone(self.estimator).set_params(**params)
+                p = cross_val_predict(est, X, y, cv=folds, method="predict_proba")[:, 1]
+                grid = np.unique(np.quantile(p, np.linspace(0, 1, self.thresholds)))
+                kappas = np.nan_to_num(threshold_kappas(y_idx, p, grid), nan=-1.0)
+                if kappas.max() > best:
+                    best, self.threshold_, self.best_params_ = kappas.max(), float(grid[int(np.argmax(kappas))]), params
+        self.estimator_ = clone(self.estimator).set_params(**self.best_params_).fit(X, y)
         return self
 
     def predict_proba(self, X) -> NDArray[np.float64]:

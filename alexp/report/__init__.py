@@ -86,6 +86,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--stop-loss", type=float, default=0.02,
                    help="the loss against the plateau within which the report names the stopping rule that stops "
                         "earliest (default 0.02, in units of --metric)")
+    p.add_argument("--tasks", action="store_true",
+                   help="rank the conditions across tasks, each --experiment one task: mean ranks with intervals "
+                        "over seeds, Friedman test, critical-difference diagram, pairwise wins, share of the gap "
+                        "between --baseline and --bound closed (ranking.md; see alexp.report.ranking)")
+    p.add_argument("--measure", choices=("aulc", "final"), default="aulc",
+                   help="with --tasks: score each run by the area under its curve (default) or its final value")
+    p.add_argument("--bound", default="acquisition=greedy_oracle",
+                   help="with --tasks: settings of the upper-bound condition (default: acquisition=greedy_oracle); "
+                        "the baseline is its counterpart with --baseline's settings")
     p.add_argument("--out", help="output folder (default: reports/<experiment>)")
     p.add_argument("--no-log", action="store_true", help="do not log the report as a run (in the experiment "
                    "'<experiment>-reports', kept apart from the curves)")
@@ -96,6 +105,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error(f"--stop-loss must be >= 0, got {args.stop_loss}")
     if args.plateau_points < 1:
         p.error(f"--plateau-points must be at least 1, got {args.plateau_points}")
+    if args.tasks and len(args.experiment or []) < 2:
+        p.error("--tasks ranks conditions across tasks: pass each task's experiment, --experiment A --experiment B ...")
+    for name, value in (("--baseline", args.baseline), ("--bound", args.bound)):
+        if value and any("=" not in part for part in value.split()):
+            bare = next(part for part in value.split() if "=" not in part)
+            p.error(f"{name} takes settings as key=value, got {bare!r}; e.g. {name} acquisition={bare}")
     if args.baseline and any("=" not in part for part in args.baseline.split()):
         bare = next(part for part in args.baseline.split() if "=" not in part)
         p.error(f"--baseline takes settings as key=value, got {bare!r}; e.g. --baseline acquisition={bare}")
@@ -115,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     baseline = dict(part.split("=", 1) for part in args.baseline.split()) if args.baseline else {}
     settings = Settings(args.metric, args.target, args.target_fraction, args.plateau_points,
                         stop_loss=args.stop_loss)
+    if args.tasks:
+        return rank_tasks(args, experiments, baseline)
     try:
         runs = load_runs(args.tracking_uri, experiments, args.sweep_dir, args.metric)
         conditions = runs["condition"].unique(maintain_order=True).to_list()
@@ -145,3 +162,47 @@ def main(argv: list[str] | None = None) -> None:
               f"{', '.join(f.name for f in files)}); see it with alexp ui")
     print(f"report written to {out}/")
     print((out / "report.md").read_text())
+
+
+def rank_tasks(args: argparse.Namespace, experiments: list[str], baseline: dict[str, str]) -> None:
+    """`alexp report --tasks`: the cross-task ranking (alexp.report.ranking) into ranking.md, leaderboard.parquet,
+    task_scores.parquet, pairwise_wins.parquet and ranking.png/pdf."""
+    import polars as pl
+
+    from alexp.report import ranking
+
+    try:
+        runs = load_runs(args.tracking_uri, experiments, args.sweep_dir, args.metric, tasks=True)
+        conditions = runs["condition"].unique(maintain_order=True).to_list()
+        bound_settings = dict(part.split("=", 1) for part in args.bound.split()) if args.bound else {}
+        bound = ranking.counterpart(conditions, None, bound_settings) if bound_settings else None
+        base = ranking.counterpart(conditions, bound, baseline) if bound else None
+        result = ranking.rank(runs, args.measure, base, bound)
+    except ValueError as e:
+        print(f"alexp report: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except AlexpError as e:
+        print(f"alexp report: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    out = Path(args.out) if args.out else Path("reports") / folder_name(["tasks", *experiments])[:120]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        result.leaderboard().write_parquet(out / "leaderboard.parquet")
+        pl.DataFrame([{"task": t, "condition": c, "seed": s, "score": float(m[i, j]), "measure": args.measure}
+                      for t, m, seeds in zip(result.tasks, result.scores, result.seeds)
+                      for i, c in enumerate(result.conditions) for j, s in enumerate(seeds)]
+                     ).write_parquet(out / "task_scores.parquet")
+        pl.DataFrame({"condition": result.conditions, **{c: result.wins[:, i] for i, c in
+                                                         enumerate(result.conditions)}}
+                     ).write_parquet(out / "pairwise_wins.parquet")
+        ranking.figure(result, out / "ranking.png")
+        text = ranking.markdown(result, f"alexp report: ranking across {len(result.tasks)} tasks", "ranking.png")
+        (out / "ranking.md").write_text(text)
+    except OSError as e:
+        print(f"alexp report: error: cannot write the report to {out}/: {e.strerror or e}; pass --out with a "
+              "folder you can write to", file=sys.stderr)
+        sys.exit(2)
+    if bound is None or base is None:
+        print(f"note: no share of the gap closed: {'no condition matches --bound ' + args.bound if bound is None else 'no condition is the bound with --baseline ' + args.baseline}")
+    print(f"report written to {out}/")
+    print(text)

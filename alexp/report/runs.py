@@ -17,14 +17,17 @@ SCHEMA = {"run_id": pl.String, "condition": pl.String, "seed": pl.Int64, "n_labe
 
 
 def load_runs(uri: str, experiments: list[str], sweep_dir: str | None = None, metric: str = "kappa",
-              keys: list[str] | None = None) -> pl.DataFrame:
+              keys: list[str] | None = None, tasks: bool = False) -> pl.DataFrame:
     """One row per (run, step): run_id, condition, seed, n_labels, `value` (the metric), cost, and each run's
     last recall and average precision (to explain a baseline that never learns).
 
     A condition is named by the params that vary between runs, or by `keys` when given. With `sweep_dir`, the
     runs that sweep asked for: those it started (tagged with it) and those it found already finished (recorded
     in its folder). Runs that are not FINISHED and report runs are left out; of several finished runs of one
-    condition and seed (a rerun), the latest counts, so a seed is never counted twice."""
+    condition and seed (a rerun), the latest counts, so a seed is never counted twice.
+
+    With `tasks`, each experiment is a task (column `task`, its name): conditions are named by the params that
+    vary within some task (a task's own data settings do not name its conditions), and seeds are kept per task."""
     from alexp.tracking import client as tracking_client
     from alexp.tracking import reaching, store_exists
 
@@ -33,21 +36,21 @@ def load_runs(uri: str, experiments: list[str], sweep_dir: str | None = None, me
                          "MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working folder)")
     client = tracking_client(uri)
     with reaching(uri):
-        return _rows(client, uri, experiments, metric, keys, sweep_dir)
+        return _rows(client, uri, experiments, metric, keys, sweep_dir, tasks)
 
 
-def _rows(client, uri, experiments, metric, keys, sweep_dir):
+def _rows(client, uri, experiments, metric, keys, sweep_dir, tasks=False):
     from alexp.sweep import recorded_runs
 
-    ids = []
+    found = {}
     for name in experiments:
         exp = client.get_experiment_by_name(name)
         if exp is None:
             raise AlexpError(f"no experiment {name!r} in {redact(uri)}; pass --experiment with one of "
                              f"{[e.name for e in client.search_experiments()]}")
-        ids.append(exp.experiment_id)
+        found[exp.experiment_id] = name
     asked = recorded_runs(sweep_dir) if sweep_dir is not None else set()
-    runs = [r for r in client.search_runs(ids, "attributes.status = 'FINISHED'", max_results=50_000,
+    runs = [r for r in client.search_runs(list(found), "attributes.status = 'FINISHED'", max_results=50_000,
                                           order_by=["attributes.start_time DESC"])
             if r.data.tags.get("alexp.kind") != "report"
             and (sweep_dir is None or r.info.run_id in asked
@@ -59,23 +62,31 @@ def _rows(client, uri, experiments, metric, keys, sweep_dir):
         logged = sorted(set().union(*(r.data.metrics for r in runs)))
         raise AlexpError(f"no run logged the metric {metric!r}; --metric takes one of {logged}")
     params = [{k: v for k, v in r.data.params.items() if k != "seed"} for r in runs]
-    varying = keys or sorted(k for k in set().union(*params) if len({p.get(k) for p in params}) > 1)
+    task = [found[r.info.experiment_id] if tasks else "" for r in runs]
+    varying = keys or sorted({k for t in set(task) for k in _varying([p for p, u in zip(params, task) if u == t])})
     rows, seen = [], set()
-    for r, p in zip(runs, params):  # newest first
+    for r, p, t in zip(runs, params, task):  # newest first
         condition = " ".join(f"{k}={p[k]}" for k in varying if k in p) or "all runs"
         seed = int(r.data.params.get("seed", 0))
-        if (condition, seed) in seen:
+        if (t, condition, seed) in seen:
             log.warning("run %s repeats %s seed %d: the latest run counts", r.info.run_id, condition, seed)
             continue
-        seen.add((condition, seed))
+        seen.add((t, condition, seed))
         cost = {m.step: m.value for m in client.get_metric_history(r.info.run_id, "cost")}
         last = r.data.metrics
         points = {m.step: m for m in sorted(client.get_metric_history(r.info.run_id, metric),
                                             key=lambda m: m.timestamp)}  # one point per label count: the last
         for m in points.values():
             rows.append((r.info.run_id, condition, seed, m.step, m.value, cost.get(m.step), last.get("recall"),
-                         last.get("average_precision")))
-    return pl.DataFrame(rows, schema=SCHEMA, orient="row").sort("condition", "seed", "n_labels")
+                         last.get("average_precision"), t))
+    frame = pl.DataFrame(rows, schema={**SCHEMA, "task": pl.String}, orient="row")
+    return frame.sort("task", "condition", "seed", "n_labels") if tasks else \
+        frame.drop("task").sort("condition", "seed", "n_labels")
+
+
+def _varying(params: list[dict]) -> list[str]:
+    """The param names whose values differ between these runs (the seed aside)."""
+    return sorted(k for k in set().union(*params) if len({p.get(k) for p in params}) > 1)
 
 
 def _same_folder(tag: str | None, given: str) -> bool:
