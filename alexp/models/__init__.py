@@ -19,8 +19,8 @@ from alexp.models.transformer import TransformerClassifier
 from alexp.models.zero_shot import ZeroShot
 from alexp.shards import is_disk
 
-__all__ = ["MLPHead", "SelfTrained", "TransformerClassifier", "TunedThreshold", "ZeroShot", "fit", "predict_proba", "sample_proba",
-           "predict", "proba_and_predict", "binary_logit", "linear_scores", "prepare"]
+__all__ = ["MLPHead", "SelfTrained", "TransformerClassifier", "TunedThreshold", "ZeroShot", "fit", "predict_proba",
+           "sample_proba", "predict", "proba_and_predict", "binary_logit", "linear_scores", "prepare"]
 
 
 def prepare(model, *inputs) -> None:

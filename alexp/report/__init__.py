@@ -178,10 +178,7 @@ def rank_tasks(args: argparse.Namespace, experiments: list[str], baseline: dict[
         bound = ranking.counterpart(conditions, None, bound_settings) if bound_settings else None
         base = ranking.counterpart(conditions, bound, baseline) if bound else None
         result = ranking.rank(runs, args.measure, base, bound)
-    except ValueError as e:
-        print(f"alexp report: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except AlexpError as e:
+    except (ValueError, AlexpError) as e:  # a task without every condition, runs of different schedules
         print(f"alexp report: error: {e}", file=sys.stderr)
         sys.exit(2)
     out = Path(args.out) if args.out else Path("reports") / folder_name(["tasks", *experiments])[:120]
@@ -203,6 +200,13 @@ def rank_tasks(args: argparse.Namespace, experiments: list[str], baseline: dict[
               "folder you can write to", file=sys.stderr)
         sys.exit(2)
     if bound is None or base is None:
-        print(f"note: no share of the gap closed: {'no condition matches --bound ' + args.bound if bound is None else 'no condition is the bound with --baseline ' + args.baseline}")
+        why = (f"no single condition matches --bound {args.bound}" if bound is None else
+               f"no condition is {bound} with --baseline {args.baseline}")
+        print(f"note: no share of the gap closed: {why}")
+    if not args.no_log:
+        from alexp.tracking import log_report, report_experiment
+
+        run_id = log_report(args.tracking_uri, experiments[0], out, "ranking: " + ", ".join(experiments))
+        print(f"logged as run {run_id} in experiment {report_experiment(experiments[0])!r}; see it with alexp ui")
     print(f"report written to {out}/")
     print(text)

@@ -649,9 +649,17 @@ def plan(study, args) -> tuple[list[Arm], list[dict]]:
     strategies = list(study.quick.strategies if args.quick else study.strategies)
     only = [study.primary.condition, study.primary.baseline] if args.primary_only else None
     arms, sections = [], []
-    names = [d for d in (study.quick.datasets if args.quick else study.datasets) if not args.only or d in args.only]
+    suffix += f"-{args.model}" if getattr(args, "model", None) else ""
+    want = set(args.only or [])
+    reviews = {d: [r for r in study.replicates.reviews if not want or d in want or f"{d}-{r}" in want]
+               for d in study.datasets if d == study.replicates.of and not args.quick}
+    names = [d for d in (study.quick.datasets if args.quick else study.datasets)
+             if not want or d in want or reviews.get(d)]
     for name in names:
         spec = study.datasets[name]
+        if want and name not in want:  # only some of its replicates (--only cohen-CalciumChannelBlockers)
+            arms += replicate_arms(study, spec, name, suffix, seeds, strategies, only, reviews[name], sections, args)
+            continue
         if args.quick:
             spec = OmegaConf.merge(spec, {"data": study.quick.data[name], "max_labels": study.quick.max_labels})
         budget = list(study.budgets[spec.budget])
@@ -679,20 +687,27 @@ def plan(study, args) -> tuple[list[Arm], list[dict]]:
             arms += dataset_arms(study, cap, f"{experiment}-{study.capacity.name}", info.get("pool", 1), seeds,
                                  strategies, budget, list(study.capacity.arms))
         if name == study.replicates.of and not args.quick:
-            for review in study.replicates.reviews:
-                rep = OmegaConf.merge(spec, {"data": [*spec.data, f"data.select={{review:[{review}]}}"]})
-                rep_budget = list(study.budgets[study.replicates.budget])
-                rep_experiment = f"claim-{name}-{review}{suffix}"
-                rep_info = prepare(list(rep.data), study, [*rep.oracles.expert, *curated(study, rep)], seeds) \
-                    if not args.report_only else {}
-                sections.append({"experiment": rep_experiment, "title": f"{name}: {review} (replicate)",
-                                 "about": f"One review of the pooled Cohen data: the primary comparison and the four "
-                                          f"baselines, budget "
-                                          f"{curated_points(rep_budget)[-1]}.", "budget": rep_budget,
-                                 "spec_data": list(rep.data), "info": rep_info, "dataset": name, "replicate": True})
-                arms += dataset_arms(study, rep, rep_experiment, rep_info.get("pool", 1), seeds, strategies,
-                                     rep_budget, only or list(study.replicates.arms))
+            arms += replicate_arms(study, spec, name, suffix, seeds, strategies, only, reviews[name], sections, args)
     return arms, sections
+
+
+def replicate_arms(study, spec, name: str, suffix: str, seeds: list[int], strategies: list[str], only,
+                   reviews: list[str], sections: list[dict], args) -> list[Arm]:
+    """The arms of each review's replicate (one review of the pooled data run on its own); adds their sections."""
+    arms = []
+    for review in reviews:
+        rep = OmegaConf.merge(spec, {"data": [*spec.data, f"data.select={{review:[{review}]}}"]})
+        rep_budget = list(study.budgets[study.replicates.budget])
+        rep_experiment = f"claim-{name}-{review}{suffix}"
+        rep_info = prepare(list(rep.data), study, [*rep.oracles.expert, *curated(study, rep)], seeds) \
+            if not args.report_only else {}
+        sections.append({"experiment": rep_experiment, "title": f"{name}: {review} (replicate)",
+                         "about": f"One review of the pooled Cohen data: the primary comparison and the four "
+                                  f"baselines, budget {curated_points(rep_budget)[-1]}.", "budget": rep_budget,
+                         "spec_data": list(rep.data), "info": rep_info, "dataset": name, "replicate": True})
+        arms += dataset_arms(study, rep, rep_experiment, rep_info.get("pool", 1), seeds, strategies, rep_budget,
+                             only or list(study.replicates.arms))
+    return arms
 
 
 def write_results(study, uri: str, sections: list[dict], command: str, meta: dict, out: Path,
@@ -975,11 +990,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="CI-sized: 3 seeds, a small synthetic pool")
     p.add_argument("--report-only", action="store_true", help="only rebuild RESULTS.md from logged runs")
     p.add_argument("--base-seed", type=int, default=0, help="seeds are BASE .. BASE + seeds - 1 (default 0)")
-    p.add_argument("--only", nargs="+", help="datasets to run (default: all of study.yaml)")
+    p.add_argument("--only", nargs="+", help="datasets to run (default: all of study.yaml); cohen-REVIEW runs one "
+                   "review's replicate alone (e.g. cohen-CalciumChannelBlockers)")
     p.add_argument("--primary-only", action="store_true", help="only the pre-declared primary comparison's two arms")
     p.add_argument("--scout", action="store_true", help="add the seed's cold start: a zero-shot scout picks round 0 "
                    "(text datasets; see study.yaml's scout)")
     p.add_argument("--seeds", type=int, help="seeds per condition (default: study.yaml's)")
+    p.add_argument("--model", help="a model option for every arm instead of study.yaml's (e.g. logreg_retuned, "
+                   "self_trained: the strong baselines); experiments get the suffix -MODEL")
     p.add_argument("--parallel", type=int, default=2, help="arms run at once (default 2, one core each)")
     p.add_argument("--out", default=None, help="folder of RESULTS.md and figures (default: this folder; a "
                    "replication with --base-seed, --only or --primary-only writes to ./claim-replication)")
@@ -989,7 +1007,9 @@ def main(argv: list[str] | None = None) -> None:
         study.seeds = study.quick.seeds
     if args.seeds:
         study.seeds = args.seeds
-    partial = args.base_seed or args.only or args.primary_only or args.seeds or args.scout
+    if args.model:
+        study.common = [f"model={args.model}" if c.startswith("model=") else c for c in study.common]
+    partial = args.base_seed or args.only or args.primary_only or args.seeds or args.scout or args.model
     out = Path(args.out or ("claim-replication" if partial else HERE))
     uri = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     started = time.perf_counter()
@@ -1012,7 +1032,8 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"{len(failed)} arms failed (see above): {', '.join(failed)}")
     command = "python simulations/reduction_claim/run.py" + (" --quick" if args.quick else "") + \
         (f" --base-seed {args.base_seed}" if args.base_seed else "") + \
-        (f" --only {' '.join(args.only)}" if args.only else "") + (" --primary-only" if args.primary_only else "")
+        (f" --only {' '.join(args.only)}" if args.only else "") + (" --primary-only" if args.primary_only else "") + \
+        (f" --model {args.model}" if args.model else "")
     client = tracking.client(uri)
     tags = client.get_experiment_by_name(sections[0]["experiment"]).tags
     meta = {"wall": float(tags.get("alexp.study_seconds", "nan")), "peak_mb": float(tags.get("alexp.peak_mb", "nan")),

@@ -170,11 +170,13 @@ def write(uri: str, tasks: list[str], conditions: list[str], out: Path, timing: 
     last = int(runs["n_labels"].max())
     lines = [text, f"## The same ranking by final kappa (at {last} labels)", "",
              "| condition | mean rank | mean final kappa | share of the gap closed |", "|---|---|---|---|"]
+    nan = float("nan")
     for row in final_board.iter_rows(named=True):
-        lines.append(f"| {row['condition']} | {ranking.interval_text(row['mean_rank'], row['rank_low'], row['rank_high'])}"
-                     f" | {row['mean_final']:.3f} | "
-                     f"{ranking.interval_text(row.get('gap_share', float('nan')), row.get('gap_low', float('nan')), row.get('gap_high', float('nan')))} |")
-    lines += ["", f"Friedman p (final kappa) = {final.friedman_p:.2g}; critical difference {final.critical_difference:.2f}.",
+        rank = ranking.interval_text(row["mean_rank"], row["rank_low"], row["rank_high"])
+        gap = ranking.interval_text(row.get("gap_share", nan), row.get("gap_low", nan), row.get("gap_high", nan))
+        lines.append(f"| {row['condition']} | {rank} | {row['mean_final']:.3f} | {gap} |")
+    lines += ["", f"Friedman p (final kappa) = {final.friedman_p:.2g}; critical difference "
+              f"{final.critical_difference:.2f}.",
               "", "![final kappa ranking](ranking-final.png)", ""]
     lines += [limits(result), "", "## How it was run", "", setup(tasks, conditions), "", timing]
     (out / "RESULTS.md").write_text("\n".join(lines) + "\n")
@@ -243,10 +245,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{len(close)} of {len(tasks)} tasks close at {seeds} seeds, run to {more}: {', '.join(close)}")
             run_all(uri, missing(uri, close, conditions, budget, list(range(more))), budget, args.parallel)
     wall = time.time() - started
-    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    timing = (f"This invocation: {wall / 60:.1f} min wall on {os.cpu_count()} cores ({platform.processor() or platform.machine()},"
-              f" {args.parallel} workers), peak memory of one process {peak / 1024:.0f} MB"
-              + (" (report only)" if args.report_only else "") + ".")
+    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    timing = (f"This invocation: {wall / 60:.1f} min wall on {os.cpu_count()} cores "
+              f"({platform.processor() or platform.machine()}, {args.parallel} workers), peak memory of one process "
+              f"{peak / 1024:.0f} MB" + (" (report only)" if args.report_only else "") + ".")
     write(uri, tasks, conditions, out, timing)
     print(timing)
 
