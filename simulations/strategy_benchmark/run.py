@@ -91,32 +91,86 @@ def missing(uri: str, tasks: list[str], conditions: list[str], budget: list[str]
     return sorted(jobs, key=lambda j: -COST.get(j[1], 1.0) * len(j[2]))
 
 
-def work(task: str, condition: str, budget: list[str], seeds: list[int], uri: str) -> list[tuple]:
-    """One worker's job: the seeds of one condition on one task, in this process (alexp.runner)."""
+def work(task: str, condition: str, budget: list[str], seeds: list[int], uri: str) -> tuple[int, float]:
+    """One worker's job: the seeds of one condition on one task, in this process (alexp.runner). Returns the
+    runs done and the worker's peak memory so far (MB)."""
     os.environ["MLFLOW_TRACKING_URI"] = uri
     from alexp.runner import compose, run
 
-    out = []
     for seed in seeds:
-        started = time.perf_counter()
-        outcome = run(compose(overrides(task, condition, budget, seed)))
-        out.append((task, condition, seed, outcome.kappa, time.perf_counter() - started))
-    return out
+        run(compose(overrides(task, condition, budget, seed)))
+    return len(seeds), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_all(uri: str, jobs, budget: list[str], parallel: int) -> None:
+def run_all(uri: str, jobs, budget: list[str], parallel: int) -> float:
+    """Run the jobs on `parallel` worker processes; the largest worker's peak memory (MB, 0 if none ran)."""
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
 
     total = sum(len(s) for _, _, s in jobs)
     if not total:
         print("every run is logged already: nothing to run")
-        return
+        return 0.0
     print(f"{total} runs in {len(jobs)} jobs on {parallel} worker processes", flush=True)
+    peak = 0.0
     with tqdm(total=total, unit="run", desc="benchmark") as bar:
-        for done in Parallel(n_jobs=parallel, return_as="generator_unordered")(
+        for done, mb in Parallel(n_jobs=parallel, return_as="generator_unordered")(
                 delayed(work)(t, c, budget, s, uri) for t, c, s in jobs):
-            bar.update(len(done))
+            bar.update(done)
+            peak = max(peak, mb)
+    return peak
+
+
+def record(uri: str, first_task: str, seconds: float, peak_mb: float) -> dict:
+    """Add this invocation's wall time to the benchmark's (experiment tags of its first task) and keep the largest
+    peak memory; returns the totals: seconds, peak_mb, invocations."""
+    from alexp import tracking
+
+    client = tracking.client(uri)
+    exp = client.get_experiment_by_name(experiment(first_task))
+    tags = exp.tags
+    totals = {"seconds": float(tags.get("alexp.bench_seconds", 0)) + seconds,
+              "peak_mb": max(float(tags.get("alexp.bench_peak_mb", 0)), peak_mb),
+              "invocations": int(tags.get("alexp.bench_invocations", 0)) + 1}
+    for key, value in totals.items():
+        client.set_experiment_tag(exp.experiment_id, f"alexp.bench_{key}", str(value))
+    return totals
+
+
+def recorded(uri: str, first_task: str) -> dict | None:
+    from alexp import tracking
+
+    exp = tracking.client(uri).get_experiment_by_name(experiment(first_task))
+    tags = exp.tags if exp is not None else {}
+    if "alexp.bench_seconds" not in tags:
+        return None
+    return {"seconds": float(tags["alexp.bench_seconds"]), "peak_mb": float(tags["alexp.bench_peak_mb"]),
+            "invocations": int(tags["alexp.bench_invocations"])}
+
+
+def run_seconds(uri: str, tasks: list[str], conditions: list[str]) -> str:
+    """Where the time goes: the median seconds of one run (MLflow start to end) per condition, and the sum."""
+    import polars as pl
+
+    from alexp import tracking
+
+    client = tracking.client(uri)
+    names = {" ".join(f"{k}={v}" for k, v in sorted(params(c).items())): c for c in conditions}
+    rows = []
+    for task in tasks:
+        exp = client.get_experiment_by_name(experiment(task))
+        for r in client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'", max_results=50_000):
+            key = " ".join(f"{k}={r.data.params.get(k, 'logreg_tuned' if k == 'model' else '')}"
+                           for k in ("acquisition", "model"))
+            if key in names and r.info.end_time:
+                rows.append((names[key], (r.info.end_time - r.info.start_time) / 1000))
+    frame = pl.DataFrame(rows, schema=["condition", "seconds"], orient="row")
+    table = frame.group_by("condition").agg(pl.len().alias("runs"), pl.col("seconds").median().alias("median"),
+                                            pl.col("seconds").sum().alias("total")).sort("total", descending=True)
+    lines = ["| condition | runs | median s per run | core-minutes |", "|---|---|---|---|"]
+    lines += [f"| {c} | {n} | {m:.1f} | {t / 60:.1f} |" for c, n, m, t in table.iter_rows()]
+    return "\n".join(lines + ["", f"In all {frame['seconds'].sum() / 60:.0f} core-minutes of runs (process start-up "
+                                   "and the ranking come on top)."])
 
 
 def load(uri: str, tasks: list[str], conditions: list[str]):
@@ -156,7 +210,8 @@ def close_tasks(runs, conditions: list[str]) -> list[str]:
     return out
 
 
-def write(uri: str, tasks: list[str], conditions: list[str], out: Path, timing: str) -> None:
+def write(uri: str, tasks: list[str], conditions: list[str], out: Path, timing: str, budget: list[str],
+          command: str) -> None:
     from alexp.report import ranking
 
     runs = load(uri, tasks, conditions)
@@ -178,7 +233,8 @@ def write(uri: str, tasks: list[str], conditions: list[str], out: Path, timing: 
     lines += ["", f"Friedman p (final kappa) = {final.friedman_p:.2g}; critical difference "
               f"{final.critical_difference:.2f}.",
               "", "![final kappa ranking](ranking-final.png)", ""]
-    lines += [limits(result), "", "## How it was run", "", setup(tasks, conditions), "", timing]
+    lines += [limits(result), "", "## How it was run", "", setup(tasks, conditions, budget, command), "", timing, "",
+              "## Where the time goes", "", run_seconds(uri, tasks, conditions)]
     (out / "RESULTS.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out / 'RESULTS.md'}")
 
@@ -206,14 +262,14 @@ def limits(r) -> str:
     ])
 
 
-def setup(tasks: list[str], conditions: list[str]) -> str:
+def setup(tasks: list[str], conditions: list[str], budget: list[str], command: str) -> str:
     return "\n".join([
         f"- Tasks ({len(tasks)}, presets `conf/experiment/task_*.yaml`): " + ", ".join(tasks) + ".",
         f"- Conditions ({len(conditions)}): " + "; ".join(f"{c} (`{' '.join(CONDITIONS[c])}`)" for c in conditions)
         + ". The default model is `logreg_tuned` (logistic regression, C=1, threshold tuned for kappa by inner CV).",
-        f"- Budget: `{' '.join(BUDGET)}`; oracle: perfect (the data's labels).",
-        "- Command: `python simulations/strategy_benchmark/run.py`; `alexp report --tasks --experiment bench-<task> "
-        "...` gives the same ranking from the store.",
+        f"- Budget: `{' '.join(budget)}`; oracle: perfect (the data's labels).",
+        f"- Command: `{command}`; `alexp report --tasks --experiment bench-<task> ...` gives the same ranking from "
+        "the store.",
     ])
 
 
@@ -233,24 +289,29 @@ def main(argv: list[str] | None = None) -> None:
     budget = ["budget.initial=10", "budget.batch_size=10", "budget.rounds=4"] if args.quick else BUDGET
     seeds, more = (3, 3) if args.quick else (args.seeds, max(args.more_seeds, args.seeds))
     out = Path(args.out) if args.out else (Path("strategy-benchmark-quick") if args.quick else HERE)
-    started = time.time()
+    started, peak = time.time(), 0.0
     if not args.report_only:
         from alexp import tracking
 
         for task in tasks:
             tracking.init_store(uri, experiment(task))
-        run_all(uri, missing(uri, tasks, conditions, budget, list(range(seeds))), budget, args.parallel)
+        peak = run_all(uri, missing(uri, tasks, conditions, budget, list(range(seeds))), budget, args.parallel)
         if more > seeds:
             close = close_tasks(load(uri, tasks, conditions), conditions)
             print(f"{len(close)} of {len(tasks)} tasks close at {seeds} seeds, run to {more}: {', '.join(close)}")
-            run_all(uri, missing(uri, close, conditions, budget, list(range(more))), budget, args.parallel)
-    wall = time.time() - started
-    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    timing = (f"This invocation: {wall / 60:.1f} min wall on {os.cpu_count()} cores "
-              f"({platform.processor() or platform.machine()}, {args.parallel} workers), peak memory of one process "
-              f"{peak / 1024:.0f} MB" + (" (report only)" if args.report_only else "") + ".")
-    write(uri, tasks, conditions, out, timing)
+            peak = max(peak, run_all(uri, missing(uri, close, conditions, budget, list(range(more))), budget,
+                                     args.parallel))
+        if peak:  # this invocation ran something: its time counts towards the benchmark's
+            record(uri, tasks[0], time.time() - started, peak)
+    totals = recorded(uri, tasks[0])
+    timing = (f"Wall time: {totals['seconds'] / 60:.1f} min in the {totals['invocations']} invocation(s) that ran "
+              f"runs, on {os.cpu_count()} cores ({platform.processor() or platform.machine()}, {args.parallel} worker "
+              f"processes); peak memory of the largest worker {totals['peak_mb']:.0f} MB." if totals else
+              "Wall time: not recorded (the runs were logged by an older version of this script).")
+    command = "python simulations/strategy_benchmark/run.py" + (" --quick" if args.quick else "") + \
+        (f" --seeds {args.seeds}" if args.seeds != 10 else "") + \
+        (f" --more-seeds {args.more_seeds}" if args.more_seeds != 20 else "")
+    write(uri, tasks, conditions, out, timing, budget, command)
     print(timing)
 
 
