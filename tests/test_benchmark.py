@@ -225,3 +225,29 @@ def test_alexp_report_ranks_conditions_across_tasks(alexp, tmp_path):
     assert "report written to ranked/" in result.stdout
     one = alexp("report", "--tasks", "--experiment", "bench-easy", cwd=tmp_path, check=False)
     assert one.returncode == 2 and "--tasks ranks conditions across tasks" in one.stderr
+
+
+def test_a_self_trained_run_killed_mid_way_resumes_to_the_uninterrupted_result(pool, tmp_path):
+    """The unlabeled rows a self-trained fit sees are drawn from the round's own seed stream: a resumed run
+    draws the same ones and ends as the uninterrupted run did."""
+    from alexp.loop import LoopState
+
+    model = SelfTrained(TunedThreshold(LogisticRegression(max_iter=500)), max_unlabeled=200)
+    budget = Budget(initial=10, batch_size=10, rounds=5)
+    whole = make_loop(pool, acquisition=Margin(), budget=budget, model=model).run()
+    checkpoint = tmp_path / "state.npz"
+    loop = make_loop(pool, acquisition=Margin(), budget=budget, model=model, checkpoint=checkpoint)
+    save = loop._save
+
+    def save_then_die(state):
+        save(state)
+        if state.evaluated == 2:
+            raise KeyboardInterrupt
+
+    loop._save = save_then_die
+    with pytest.raises(KeyboardInterrupt):
+        loop.run()
+    resumed = make_loop(pool, acquisition=Margin(), budget=budget, model=model, checkpoint=checkpoint).run(
+        LoopState.load(checkpoint))
+    np.testing.assert_array_equal(resumed.selected(), whole.selected())
+    assert resumed.history == whole.history

@@ -27,9 +27,9 @@ class GreedyOracle:
         for name, value in (("random_batches", random_batches), ("uncertain_batches", uncertain_batches),
                             ("uncertain_factor", uncertain_factor)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise AlexpError(f"greedy_oracle: {name} must be a whole number >= 0, got {value!r}")
+                raise AlexpError(f"{name} must be a whole number >= 0, got {value!r}")
         if random_batches + uncertain_batches < 1:
-            raise AlexpError("greedy_oracle: random_batches + uncertain_batches must be at least 1")
+            raise AlexpError("random_batches + uncertain_batches must be at least 1")
         check_max_candidates(uncertain_factor or None)
         self.random_batches, self.uncertain_batches = random_batches, uncertain_batches
         self.uncertain_factor = uncertain_factor

@@ -24,6 +24,13 @@ class SelfTrained(ClassifierMixin, BaseEstimator):
         self.threshold = threshold
         self.max_iter = max_iter
         self.max_unlabeled = max_unlabeled
+        from alexp import AlexpError
+
+        if not 0 < threshold <= 1:
+            raise AlexpError(f"threshold must be in (0, 1] (a probability), got {threshold!r}")
+        for name, value in (("max_iter", max_iter), ("max_unlabeled", max_unlabeled)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise AlexpError(f"{name} must be a whole number >= 0, got {value!r}")
 
     def fit(self, X, y, unlabeled=None) -> SelfTrained:
         self.classes_ = np.unique(np.asarray(y))

@@ -33,6 +33,8 @@ class TunedThreshold(ClassifierMixin, BaseEstimator):
         self.thresholds = thresholds
         self.random_state = random_state
         self.param_grid = param_grid
+        if param_grid is not None:
+            check_grid(estimator, param_grid)
 
     def fit(self, X, y) -> TunedThreshold:
         self.classes_, y_idx = np.unique(np.asarray(y), return_inverse=True)
@@ -74,3 +76,21 @@ def threshold_kappas(y: NDArray, p: NDArray, thresholds: NDArray) -> NDArray[np.
     expected = (tn + fn) * (fn + tp) / n + (fp + tp) * (tn + fp) / n
     with np.errstate(divide="ignore", invalid="ignore"):
         return 1 - (fp + fn) / expected
+
+
+def check_grid(estimator, grid) -> None:
+    """Raise AlexpError, naming the setting, unless `grid` maps parameters of `estimator` to non-empty lists."""
+    from collections.abc import Mapping, Sequence
+
+    from alexp import AlexpError
+
+    if not isinstance(grid, Mapping):
+        raise AlexpError(f"param_grid must map parameter names to lists of values, e.g. {{C: [0.1, 1, 10]}}; "
+                         f"got {grid!r}")
+    known = estimator.get_params() if hasattr(estimator, "get_params") else {}
+    for name, values in grid.items():
+        if known and name not in known:
+            raise AlexpError(f"param_grid: {name!r} is not a parameter of {type(estimator).__name__} (its "
+                             f"parameters: {', '.join(sorted(k for k in known if '__' not in k))})")
+        if isinstance(values, str) or not isinstance(values, Sequence) or not len(values):
+            raise AlexpError(f"param_grid.{name} must be a non-empty list of values, got {values!r}")
