@@ -131,6 +131,8 @@ def build(cfg: DictConfig) -> Parts:
     costly ones: the data split as `split` does, the features, the oracle with the pool's context."""
     from alexp.acquisition import check_compatible
     from alexp.features import featurize
+    from hydra.utils import get_class
+
     from alexp.oracles.simulated import Simulated
     from alexp.seeds import stream
 
@@ -142,6 +144,10 @@ def build(cfg: DictConfig) -> Parts:
         raise AlexpError("budget: initial=0 starts from a scout's predictions; add scout=zero_shot "
                          "(or set budget.initial to a number of labels)")
     check_compatible(acquisition, model)
+    if getattr(acquisition, "reads_truth", False) and not issubclass(get_class(cfg.oracle._target_), Simulated):
+        raise AlexpError(f"acquisition=greedy_oracle reads the data's labels to pick batches (an upper bound for "
+                         f"simulated studies); with oracle={choices().get('oracle')} a person answers: use a "
+                         "simulated oracle (perfect, noisy, ...) or another strategy")
     table, pool_rows, test_rows = split(cfg)
     spec = cfg.get("curated_set") or {}
     size = int(spec.get("size") or 0)
@@ -158,10 +164,6 @@ def build(cfg: DictConfig) -> Parts:
     X_test, X_curated = _take(X_rest, slice(0, len(test_rows))), _take(X_rest, slice(len(test_rows), None))
     oracle = instantiate(cfg, "oracle", truth=table.y[pool_rows], rng=stream(cfg.seed, "oracle"),
                          context=_context(table, pool_rows), pool_features=X_pool)
-    if getattr(acquisition, "reads_truth", False) and not isinstance(oracle, Simulated):
-        raise AlexpError(f"acquisition=greedy_oracle reads the data's labels to pick batches (an upper bound for "
-                         f"simulated studies); with oracle={choices().get('oracle')} a person answers: use a "
-                         "simulated oracle (perfect, noisy, ...) or another strategy")
     y_curated = _curated_labels(cfg, spec, table, pool_rows, curated_rows, X_pool, X_curated) if size else None
     return Parts(table, pool_rows, test_rows, X_pool, X_test, model, acquisition, budget, oracle, scout, stopping,
                  run_name(cfg), X_curated if size else None, y_curated)

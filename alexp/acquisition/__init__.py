@@ -1,7 +1,8 @@
 """Acquisition: which candidates of the pool to label next.
 
 Every strategy is a small frozen dataclass (its fields are hyperparameters) called as
-`strategy(model, pool, n, rng) -> n distinct candidate row indices`, and has one `conf/acquisition/*.yaml`.
+`strategy(model, pool, n, rng) -> n distinct candidate row indices`, and has one `conf/acquisition/*.yaml`
+(the greedy oracle, an upper bound, also holds the truth the loop reveals to it).
 Scores are pure functions where higher means "more worth labeling". Pool-wide scores are computed a block of
 rows at a time with a running top-k: one pass over the features, O(block + k) extra memory, no pool copies.
 """
