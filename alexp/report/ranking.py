@@ -315,18 +315,19 @@ def markdown(r: Ranking, title: str, figure: str | None = None, level: float = s
                   "bound, which is not a ceiling)"
                   + (f"; undefined on {', '.join(left)} (the bound's gain there is within noise)." if left
                      else "."), ""]
-    lines += ["## Pairwise wins", "", "Tasks on which the row beats the column by its paired interval over seeds.", "",
-              "| | " + " | ".join(f"({i + 1})" for i in range(len(r.conditions))) + " |",
-              "|---|" + "---|" * len(r.conditions)]
-    for i, c in enumerate(r.conditions):
-        lines.append(f"| ({i + 1}) {c} | " + " | ".join("" if i == j else str(r.wins[i, j])
-                                                        for j in range(len(r.conditions))) + " |")
+    order = list(np.argsort(r.mean_rank, kind="stable"))  # the leaderboard's order
+    lines += ["## Pairwise wins", "", "Tasks on which the row beats the column by its paired interval over seeds "
+              "(conditions in leaderboard order).", "",
+              "| | " + " | ".join(f"({n + 1})" for n in range(len(order))) + " |", "|---|" + "---|" * len(order)]
+    for n, i in enumerate(order):
+        lines.append(f"| ({n + 1}) {r.conditions[i]} | " + " | ".join("" if i == j else str(r.wins[i, j])
+                                                                      for j in order) + " |")
     lines += ["", f"## Per task: mean {r.measure} over seeds (rank)", "",
-              "| task | seeds | " + " | ".join(f"({i + 1})" for i in range(len(r.conditions))) + " |",
-              "|---|---|" + "---|" * len(r.conditions)]
+              "| task | seeds | " + " | ".join(f"({n + 1})" for n in range(len(order))) + " |",
+              "|---|---|" + "---|" * len(order)]
     for t, task in enumerate(r.tasks):
         lines.append(f"| {task} | {len(r.seeds[t])} | " + " | ".join(
-            f"{r.means[t, i]:.3f} ({r.ranks[t, i]:g})" for i in range(len(r.conditions))) + " |")
+            f"{r.means[t, i]:.3f} ({r.ranks[t, i]:g})" for i in order) + " |")
     if figure:
         lines += ["", f"![critical difference and pairwise wins]({figure})"]
     return "\n".join(lines) + "\n"
