@@ -349,7 +349,7 @@ def figure(r: Ranking, path) -> None:
     fig, (ax, mx) = plt.subplots(2, 1, figsize=(7, 3.2 + 0.32 * k), dpi=200,
                                  gridspec_kw={"height_ratios": [1.1, 1.0]})
     ax.set_xlim(0.6, k + 0.4)
-    ax.set_ylim(-0.6 - 0.35 * len(r.cd_groups()), k + 1.7)
+    ax.set_ylim(-0.6 - 0.35 * len(r.cd_groups()), k + 2.0)
     ax.hlines(k, 1, k, color="black", linewidth=1)
     for i in range(1, k + 1):
         ax.vlines(i, k, k + 0.15, color="black", linewidth=1)
@@ -365,9 +365,9 @@ def figure(r: Ranking, path) -> None:
     for g, group in enumerate(r.cd_groups()):
         ranks = [r.mean_rank[r.conditions.index(c)] for c in group]
         ax.hlines(-0.4 - 0.35 * g, min(ranks) - 0.03, max(ranks) + 0.03, color="black", linewidth=3)
-    ax.hlines(k + 1.0, 1, 1 + r.critical_difference, color="0.3", linewidth=1.5)
-    ax.vlines([1, 1 + r.critical_difference], k + 0.9, k + 1.1, color="0.3", linewidth=1.5)
-    ax.text(1 + r.critical_difference + 0.05, k + 1.0, f"critical difference {r.critical_difference:.2f}",
+    ax.hlines(k + 1.4, 1, 1 + r.critical_difference, color="0.3", linewidth=1.5)
+    ax.vlines([1, 1 + r.critical_difference], k + 1.3, k + 1.5, color="0.3", linewidth=1.5)
+    ax.text(1 + r.critical_difference + 0.08, k + 1.4, f"critical difference {r.critical_difference:.2f}",
             ha="left", va="center", fontsize=8)
     ax.axis("off")
     p = "" if math.isnan(r.friedman_p) else f"; Friedman p = {r.friedman_p:.2g}"
