@@ -237,3 +237,19 @@ def test_max_candidates_below_the_batch_size_still_gives_a_batch_of_distinct_row
     """The subsample never holds fewer rows than the batch: coreset once returned duplicates, badge raised."""
     picked = strategy_from_config(name, max_candidates=3)(fitted, half_labeled(pool, rng), 10, np.random.default_rng(0))
     assert len(picked) == 10 and len(np.unique(picked)) == 10
+
+
+def test_boundary_pairs_with_lone_members_facing_each_other_do_not_crash():
+    """Two one-member clusters of opposite labels (a small pool, found by the strategy benchmark on a 400-row Cohen
+    review): neither side has an own-member distance, so their contact ratio is unknown (infinite), not a crash."""
+    from alexp.acquisition import BoundaryPairs
+    from alexp.acquisition.boundary import Cluster
+
+    X = np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 5.0], [5.0, 6.0], [6.0, 5.0]])
+    clusters = [Cluster(0, np.array([0]), X[0]), Cluster(1, np.array([1]), X[1]),
+                Cluster(1, np.array([2, 3, 4]), X[2:].mean(axis=0))]
+    scored = BoundaryPairs(members_per_side=5).contacts(X, clusters)
+    ratios = sorted(r for r, _ in scored)
+    assert ratios[-1] == float("inf") and len(scored) == 2  # the lone pair scored as unknown, the other measured
+    lone = next(pairs for r, pairs in scored if r == float("inf"))
+    np.testing.assert_array_equal(lone, [[0, 1]])

@@ -136,7 +136,7 @@ class BoundaryPairs:
                 side_a, side_b = sides[i, j], sides[j, i]
                 d = euclidean_distances(X[side_a], X[side_b])
                 own = [_nearest_own(X, s) for s in (side_a, side_b)]
-                own = np.concatenate([o for o in own if len(o)])
+                own = np.concatenate([o for o in own if len(o)] or [np.empty(0)])  # lone members: no own distance
                 cross = np.concatenate([d.min(axis=1), d.min(axis=0)])
                 ratio = float(cross.min() / max(np.median(own), 1e-12)) if len(own) else float("inf")
                 a_to_b, b_to_a = d.argmin(axis=1), d.argmin(axis=0)

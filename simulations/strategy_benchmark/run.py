@@ -289,20 +289,23 @@ def main(argv: list[str] | None = None) -> None:
     budget = ["budget.initial=10", "budget.batch_size=10", "budget.rounds=4"] if args.quick else BUDGET
     seeds, more = (3, 3) if args.quick else (args.seeds, max(args.more_seeds, args.seeds))
     out = Path(args.out) if args.out else (Path("strategy-benchmark-quick") if args.quick else HERE)
-    started, peak = time.time(), 0.0
+    started, peaks = time.time(), [0.0]
     if not args.report_only:
         from alexp import tracking
 
         for task in tasks:
             tracking.init_store(uri, experiment(task))
-        peak = run_all(uri, missing(uri, tasks, conditions, budget, list(range(seeds))), budget, args.parallel)
-        if more > seeds:
-            close = close_tasks(load(uri, tasks, conditions), conditions)
-            print(f"{len(close)} of {len(tasks)} tasks close at {seeds} seeds, run to {more}: {', '.join(close)}")
-            peak = max(peak, run_all(uri, missing(uri, close, conditions, budget, list(range(more))), budget,
+        try:
+            peaks.append(run_all(uri, missing(uri, tasks, conditions, budget, list(range(seeds))), budget,
+                                 args.parallel))
+            if more > seeds:
+                close = close_tasks(load(uri, tasks, conditions), conditions)
+                print(f"{len(close)} of {len(tasks)} tasks close at {seeds} seeds, run to {more}: {', '.join(close)}")
+                peaks.append(run_all(uri, missing(uri, close, conditions, budget, list(range(more))), budget,
                                      args.parallel))
-        if peak:  # this invocation ran something: its time counts towards the benchmark's
-            record(uri, tasks[0], time.time() - started, peak)
+        finally:  # a failed or interrupted invocation's time counts too (a rerun resumes where it stopped)
+            if max(peaks) or time.time() - started > 60:
+                record(uri, tasks[0], time.time() - started, max(peaks))
     totals = recorded(uri, tasks[0])
     timing = (f"Wall time: {totals['seconds'] / 60:.1f} min in the {totals['invocations']} invocation(s) that ran "
               f"runs, on {os.cpu_count()} cores ({platform.processor() or platform.machine()}, {args.parallel} worker "
