@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
 HERE = Path(__file__).resolve().parent
 BUDGET = ["budget.initial=20", "budget.batch_size=20", "budget.rounds=10"]  # 20 .. 220 labels, 11 points
@@ -150,7 +151,6 @@ def recorded(uri: str, first_task: str) -> dict | None:
 
 def run_seconds(uri: str, tasks: list[str], conditions: list[str]) -> str:
     """Where the time goes: the median seconds of one run (MLflow start to end) per condition, and the sum."""
-    import polars as pl
 
     from alexp import tracking
 
@@ -175,7 +175,6 @@ def run_seconds(uri: str, tasks: list[str], conditions: list[str]) -> str:
 
 def load(uri: str, tasks: list[str], conditions: list[str]):
     """The runs as `alexp report --tasks` loads them, keeping the benchmark's conditions only."""
-    import polars as pl
 
     from alexp.report.runs import load_runs
 
@@ -298,14 +297,17 @@ def main(argv: list[str] | None = None) -> None:
         try:
             peaks.append(run_all(uri, missing(uri, tasks, conditions, budget, list(range(seeds))), budget,
                                  args.parallel))
-            if more > seeds:
-                close = close_tasks(load(uri, tasks, conditions), conditions)
+            if more > seeds:  # decided on the first `seeds` seeds, so every invocation picks the same tasks
+                first = load(uri, tasks, conditions).filter(pl.col("seed") < seeds)
+                close = close_tasks(first, conditions)
                 print(f"{len(close)} of {len(tasks)} tasks close at {seeds} seeds, run to {more}: {', '.join(close)}")
                 peaks.append(run_all(uri, missing(uri, close, conditions, budget, list(range(more))), budget,
                                      args.parallel))
-        finally:  # a failed or interrupted invocation's time counts too (a rerun resumes where it stopped)
-            if max(peaks) or time.time() - started > 60:
-                record(uri, tasks[0], time.time() - started, max(peaks))
+        except BaseException:  # a failed or interrupted invocation's time counts too (a rerun resumes)
+            record(uri, tasks[0], time.time() - started, max(peaks))
+            raise
+        if max(peaks):  # this invocation ran runs: its time counts towards the benchmark's
+            record(uri, tasks[0], time.time() - started, max(peaks))
     totals = recorded(uri, tasks[0])
     timing = (f"Wall time: {totals['seconds'] / 60:.1f} min in the {totals['invocations']} invocation(s) that ran "
               f"runs, on {os.cpu_count()} cores ({platform.processor() or platform.machine()}, {args.parallel} worker "
