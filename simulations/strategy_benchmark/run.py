@@ -175,7 +175,6 @@ def run_seconds(uri: str, tasks: list[str], conditions: list[str]) -> str:
 
 def load(uri: str, tasks: list[str], conditions: list[str]):
     """The runs as `alexp report --tasks` loads them, keeping the benchmark's conditions only."""
-
     from alexp.report.runs import load_runs
 
     runs = load_runs(uri, [experiment(t) for t in tasks], metric="kappa", tasks=True)
