@@ -322,7 +322,7 @@ def markdown(r: Ranking, title: str, figure: str | None = None, level: float = s
     for n, i in enumerate(order):
         lines.append(f"| ({n + 1}) {r.conditions[i]} | " + " | ".join("" if i == j else str(r.wins[i, j])
                                                                       for j in order) + " |")
-    lines += ["", f"## Per task: mean {r.measure} over seeds (rank)", "",
+    lines += ["", f"## Per task: mean {r.measure} over seeds (rank)", "", "Columns numbered as the matrix's rows.", "",
               "| task | seeds | " + " | ".join(f"({n + 1})" for n in range(len(order))) + " |",
               "|---|---|" + "---|" * len(order)]
     for t, task in enumerate(r.tasks):
