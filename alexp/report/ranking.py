@@ -159,9 +159,10 @@ def mean_rank_intervals(task_scores: list[NDArray], level: float = stats.LEVEL, 
 
     The rank of a noisy mean is pulled toward the middle where conditions are close, and a resample's rank is
     pulled further, so the plain percentile interval misses the true mean rank of the best and worst conditions
-    (72-78% coverage in `simulations/strategy_benchmark/calibration.py`). The interval is therefore symmetric about
-    the observed mean rank, as wide on each side as the bootstrap's wider tail (the union of the percentile and
-    the basic interval), clipped to [1, conditions]; `symmetric=False` gives the plain percentile interval."""
+    (61% coverage with noisy seeds in `simulations/strategy_benchmark/calibration.py`). The interval is
+    therefore symmetric about the observed mean rank, as wide on each side as the bootstrap's wider tail (the
+    union of the percentile and the basic interval), clipped to [1, conditions]: 93-98% there.
+    `symmetric=False` gives the plain percentile interval."""
     rng = np.random.default_rng(seed)
     k = task_scores[0].shape[0]
     rank_sums = np.zeros((resamples, k))
