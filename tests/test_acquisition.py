@@ -21,9 +21,31 @@ def strategy_from_config(name, **overrides):
     return instantiate(cfg.acquisition, _convert_="all")
 
 
+class Revealed:
+    """The greedy oracle as alexp's loop hands it the truth; here the model's own predictions stand in for the truth
+    of unlabeled rows, and the first 50 rows for the test set (what these tests check does not depend on it)."""
+
+    def __init__(self, strategy):
+        self.strategy = strategy
+
+    def __getattr__(self, name):
+        return getattr(self.strategy, name)
+
+    def __call__(self, model, pool, n, rng):
+        from sklearn.base import clone
+
+        from alexp import models
+
+        guess = models.predict(model, pool.X, pool.n_classes)
+        truth = guess if pool.labels is None else np.where(pool.labels >= 0, pool.labels, guess)
+        self.strategy.reveal(truth, pool.X[:50], truth[:50], clone(model), 0)
+        return self.strategy(model, pool, n, rng)
+
+
 @pytest.fixture(params=STRATEGIES)
 def strategy(request):
-    return strategy_from_config(request.param)
+    chosen = strategy_from_config(request.param)
+    return Revealed(chosen) if getattr(chosen, "reads_truth", False) else chosen
 
 
 @pytest.fixture

@@ -55,11 +55,12 @@ class GreedyOracle:
             batches.append(np.sort(top[:n]))
             batches += [np.sort(rng.choice(top, n, replace=False)) for _ in range(self.uncertain_batches - 1)]
         batches += [np.sort(rng.choice(unlabeled, n, replace=False)) for _ in range(self.random_batches)]
-        train = pool.training()
+        labels = pool.labels if pool.labels is not None else np.where(pool.labeled_in >= 0, truth, -1)
+        train = np.flatnonzero((pool.labeled_in >= 0) & (labels >= 0))  # the bought labels that may train
         scores = []
         for batch in batches:
             rows = np.concatenate([train, batch])
-            y = np.concatenate([pool.labels[train], truth[batch]])
+            y = np.concatenate([labels[train], truth[batch]])
             fitted = models.fit(unfitted, pool.X[rows], y, seed)
             scores.append(agreement(y_test, models.predict(fitted, X_test, pool.n_classes)))
         self.stats = {"greedy_best_kappa": max(scores), "greedy_median_kappa": float(np.median(scores))}
