@@ -134,6 +134,9 @@ def test_the_greedy_oracle_needs_the_loop_and_refuses_bad_settings():
         GreedyOracle(random_batches=-1)
     with pytest.raises(AlexpError, match="at least 1"):
         GreedyOracle(random_batches=0, uncertain_batches=0)
+    with pytest.raises(AlexpError, match="uncertain_factor must be at least 1 with uncertain_batches=10"):
+        GreedyOracle(uncertain_factor=0)
+    GreedyOracle(uncertain_batches=0, uncertain_factor=0)  # no uncertain batches: the factor is not used
 
 
 def test_a_human_oracle_with_the_greedy_oracle_is_refused_in_one_line(alexp, tmp_path):

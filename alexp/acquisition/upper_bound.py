@@ -6,7 +6,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alexp import AlexpError
-from alexp.acquisition.base import PoolView, check_max_candidates, select_top
+from alexp.acquisition.base import PoolView, select_top
 from alexp.acquisition.uncertainty import margin, uncertainty_scorer
 
 
@@ -30,7 +30,9 @@ class GreedyOracle:
                 raise AlexpError(f"{name} must be a whole number >= 0, got {value!r}")
         if random_batches + uncertain_batches < 1:
             raise AlexpError("random_batches + uncertain_batches must be at least 1")
-        check_max_candidates(uncertain_factor or None)
+        if uncertain_batches and uncertain_factor < 1:
+            raise AlexpError(f"uncertain_factor must be at least 1 with uncertain_batches={uncertain_batches} (they "
+                             f"are drawn from uncertain_factor x batch size candidates), got {uncertain_factor}")
         self.random_batches, self.uncertain_batches = random_batches, uncertain_batches
         self.uncertain_factor = uncertain_factor
         self._seen = None

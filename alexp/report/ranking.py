@@ -64,7 +64,6 @@ class Ranking:
     def leaderboard(self) -> pl.DataFrame:
         """One row per condition, best mean rank first."""
         order = np.argsort(self.mean_rank, kind="stable")
-        k = len(self.conditions)
         frame = pl.DataFrame({
             "condition": [self.conditions[i] for i in order],
             "mean_rank": self.mean_rank[order], "rank_low": self.rank_low[order], "rank_high": self.rank_high[order],
@@ -75,7 +74,7 @@ class Ranking:
         if self.gap_mean is not None:
             frame = frame.with_columns(gap_share=pl.Series(self.gap_mean[order]),
                                        gap_low=pl.Series(self.gap_low[order]), gap_high=pl.Series(self.gap_high[order]))
-        return frame.with_columns(pl.lit(k).alias("conditions"))
+        return frame
 
     def cd_groups(self) -> list[list[str]]:
         """Maximal runs of conditions (in mean-rank order) whose mean ranks differ by less than the critical
