@@ -213,7 +213,8 @@ def test_retuning_picks_the_setting_and_threshold_with_the_best_out_of_fold_kapp
 def test_alexp_report_ranks_conditions_across_tasks(alexp, tmp_path):
     """Two tasks (experiments) x random, margin and the greedy bound x 3 seeds, then `alexp report --tasks`."""
     for task, sep in (("easy", 2.0), ("hard", 0.7)):
-        alexp("-m", "hydra/launcher=basic", "budget=small", "data.n_rows=800", f"data.class_sep={sep}",
+        alexp("-m", "hydra/launcher=basic", "budget=small", "budget.rounds=2", "data.n_rows=400",
+              f"data.class_sep={sep}",
               "acquisition=random,margin,greedy_oracle", "seed=0,1,2", "progress=false",
               f"tracking.experiment_name=bench-{task}", cwd=tmp_path)
     result = alexp("report", "--tasks", "--experiment", "bench-easy", "--experiment", "bench-hard",
