@@ -265,15 +265,11 @@ def counterpart(conditions: list[str], of: str | None, settings: dict[str, str])
     return found[0] if len(found) == 1 else None
 
 
-def interval_text(mean: float, low: float, high: float, digits: int = 2) -> str:
-    if math.isnan(mean):
-        return "undefined"
-    return f"{mean:.{digits}f}" + ("" if math.isnan(low) else f" [{low:.{digits}f}, {high:.{digits}f}]")
-
-
 def markdown(r: Ranking, title: str, figure: str | None = None, level: float = stats.LEVEL) -> str:
     """The ranking in words and tables: leaderboard, Friedman and the critical difference, the pairwise matrix,
     the gap closed, and per-task means."""
+    from alexp.report.tables import interval
+
     pct = f"{level:.0%}"
     board = r.leaderboard()
     what = "area under the learning curve (its mean height)" if r.measure == "aulc" else "value at the last label count"
@@ -288,11 +284,11 @@ def markdown(r: Ranking, title: str, figure: str | None = None, level: float = s
         head.append(f"share of the gap closed ({len(r.gap_tasks)} tasks)")
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in board.iter_rows(named=True):
-        cells = [row["condition"], interval_text(row["mean_rank"], row["rank_low"], row["rank_high"]),
+        cells = [row["condition"], interval(row["mean_rank"], row["rank_low"], row["rank_high"], 2),
                  f"{row[f'mean_{r.measure}']:.3f}", str(row["tasks_first"]),
                  f"{row['significant_wins']} / {row['significant_losses']}"]
         if gap:
-            cells.append(interval_text(row["gap_share"], row["gap_low"], row["gap_high"]))
+            cells.append(interval(row["gap_share"], row["gap_low"], row["gap_high"], 2))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     if math.isnan(r.friedman_p):

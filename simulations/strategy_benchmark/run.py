@@ -211,6 +211,7 @@ def close_tasks(runs, conditions: list[str]) -> list[str]:
 def write(uri: str, tasks: list[str], conditions: list[str], out: Path, timing: str, budget: list[str],
           command: str) -> None:
     from alexp.report import ranking
+    from alexp.report.tables import interval
 
     runs = load(uri, tasks, conditions)
     result = ranking.rank(runs, "aulc", "random", "greedy_oracle")
@@ -225,8 +226,8 @@ def write(uri: str, tasks: list[str], conditions: list[str], out: Path, timing: 
              "| condition | mean rank | mean final kappa | share of the gap closed |", "|---|---|---|---|"]
     nan = float("nan")
     for row in final_board.iter_rows(named=True):
-        rank = ranking.interval_text(row["mean_rank"], row["rank_low"], row["rank_high"])
-        gap = ranking.interval_text(row.get("gap_share", nan), row.get("gap_low", nan), row.get("gap_high", nan))
+        rank = interval(row["mean_rank"], row["rank_low"], row["rank_high"], 2)
+        gap = interval(row.get("gap_share", nan), row.get("gap_low", nan), row.get("gap_high", nan), 2)
         lines.append(f"| {row['condition']} | {rank} | {row['mean_final']:.3f} | {gap} |")
     lines += ["", f"Friedman p (final kappa) = {final.friedman_p:.2g}; critical difference "
               f"{final.critical_difference:.2f}.",
