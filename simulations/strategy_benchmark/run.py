@@ -30,7 +30,8 @@ BUDGET = ["budget.initial=20", "budget.batch_size=20", "budget.rounds=10"]  # 20
 TASKS = ["cohen_atypical_antipsychotics", "cohen_calcium_channel_blockers", "cohen_proton_pump_inhibitors",
          "cohen_beta_blockers", "cohen_ace_inhibitors", "cohen_oral_hypoglycemics", "clickbait", "clickbait_rare",
          "davidson", "synthetic_easy", "synthetic_hard", "synthetic_noisy"]
-CONDITIONS = {  # name: overrides; the default model is logreg_tuned
+DEFAULT_MODEL = "logreg_tuned"  # the model of a condition that names none (conf/config.yaml's default)
+CONDITIONS = {  # name: overrides
     "random": ["acquisition=random"],
     "margin": ["acquisition=margin"],
     "boundary_pairs": ["acquisition=boundary_pairs"],  # the seed's method
@@ -151,16 +152,15 @@ def recorded(uri: str, first_task: str) -> dict | None:
 
 def run_seconds(uri: str, tasks: list[str], conditions: list[str]) -> str:
     """Where the time goes: the median seconds of one run (MLflow start to end) per condition, and the sum."""
-
     from alexp import tracking
 
     client = tracking.client(uri)
-    names = {" ".join(f"{k}={v}" for k, v in sorted(params(c).items())): c for c in conditions}
+    names = by_params(conditions)
     rows = []
     for task in tasks:
         exp = client.get_experiment_by_name(experiment(task))
         for r in client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'", max_results=50_000):
-            key = " ".join(f"{k}={r.data.params.get(k, 'logreg_tuned' if k == 'model' else '')}"
+            key = " ".join(f"{k}={r.data.params.get(k, DEFAULT_MODEL if k == 'model' else '')}"
                            for k in ("acquisition", "model"))
             if key in names and r.info.end_time:
                 rows.append((names[key], (r.info.end_time - r.info.start_time) / 1000))
@@ -178,18 +178,17 @@ def load(uri: str, tasks: list[str], conditions: list[str]):
     from alexp.report.runs import load_runs
 
     runs = load_runs(uri, [experiment(t) for t in tasks], metric="kappa", tasks=True)
-    names = {" ".join(f"{k}={v}" for k, v in sorted(params(c).items())): c for c in conditions}
+    names = by_params(conditions)
     runs = runs.with_columns(pl.col("condition").replace_strict(
         {c: names.get(" ".join(sorted(c.split())), c) for c in runs["condition"].unique()}))
     return runs.filter(pl.col("condition").is_in(conditions)).with_columns(
         pl.col("task").str.strip_prefix("bench-"))
 
 
-def params(condition: str) -> dict[str, str]:
-    """The MLflow params that name a condition (acquisition, model)."""
-    out = {"model": "logreg_tuned"}
-    out.update(o.split("=", 1) for o in CONDITIONS[condition])
-    return out
+def by_params(conditions: list[str]) -> dict[str, str]:
+    """'acquisition=margin model=logreg_tuned' (the MLflow params that name it, sorted) -> the condition's name."""
+    named = {c: {"model": DEFAULT_MODEL, **dict(o.split("=", 1) for o in CONDITIONS[c])} for c in conditions}
+    return {" ".join(f"{k}={v}" for k, v in sorted(p.items())): c for c, p in named.items()}
 
 
 def close_tasks(runs, conditions: list[str]) -> list[str]:
