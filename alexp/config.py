@@ -22,7 +22,7 @@ from alexp import AlexpError
 GROUPS = ("data", "features", "model", "acquisition", "oracle", "budget")
 OPTIONAL_GROUPS = ("scout", "stopping")  # null unless chosen
 # Arguments alexp passes at instantiation, not set in YAML.
-RUNTIME_ARGS = {"oracle": ("truth", "rng", "context", "pool_features"), "scout": ("features",)}
+RUNTIME_ARGS = {"oracle": ("truth", "rng", "context", "pool_features", "seed", "features"), "scout": ("features",)}
 # Settings that change neither a run's results (beyond float rounding) nor where it is logged.
 NOT_IN_RUN_KEY = ("progress", "state_dir", "threads")
 # How a run waits for a person, or pages an item, does not change what it asks: changing it resumes the same run.

@@ -6,7 +6,8 @@ lookup. The points:
 - `accepted`: labels were accepted and the state saved, before the oracle archives its answers;
 - `logged`: metrics were logged to MLflow, before the checkpoint records them;
 - `final`: the final artifacts were logged, before the run is marked FINISHED;
-- `archived`: the files oracle moved an answer file to done/.
+- `archived`: the files oracle moved an answer file to done/;
+- `tier_bought`: a tier of oracle=tiers answered and its answers were journaled, before the route decided on them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import signal
 from collections import Counter
 
-POINTS = ("store", "accepted", "logged", "final", "archived")
+POINTS = ("store", "accepted", "logged", "final", "archived", "tier_bought")
 _reached: Counter[str] = Counter()
 
 

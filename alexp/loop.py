@@ -124,14 +124,15 @@ class Loop:
         self.oracle.resume(accepted, state.labels[accepted])
         if self.checkpoint is not None:  # a person's answers are journaled beside the state the moment given
             self.oracle.keep_journal(self.checkpoint.with_suffix(".answers.jsonl"))
+        fitted = None
         if state.pending.size:  # resumed while waiting: requests are idempotent, so ask again
-            self.oracle.tell(state.round + 1, self.budget.rounds, state.n_labeled)
-            self.oracle.request(state.pending)
+            if getattr(self.oracle, "reads_model", False) and state.round >= 0:
+                fitted = self._fit(state, resumed=True)  # the model that picked the batch (deterministic)
+            self._request(state, fitted if state.round >= 0 else self.scout)
         total = None if self.budget.rounds is None else self.budget.rounds + 1
         bar_off = None if self.progress and not getattr(self.oracle, "interactive", False) else True  # None: on a tty
         with tqdm(total=total, initial=state.evaluated + 1, desc="rounds", unit="round", disable=bar_off,
                   leave=False) as bar:
-            fitted = None
             while True:
                 check_stopped()  # a signal whose exception a finalizer swallowed
                 if state.pending.size:
@@ -146,7 +147,7 @@ class Loop:
                         continue  # an answer file with nothing new (read again after a crash): look again
                     if state.pending.size:  # nothing, or only part of the batch, came back
                         if answers:
-                            self.oracle.request(state.pending)  # ask again for the rest only
+                            self._request(state, fitted if state.round >= 0 else self.scout, tell=False)  # the rest
                             if getattr(self.oracle, "wait", False):
                                 continue  # an oracle that waits takes the rest as it comes
                         return state
@@ -175,8 +176,22 @@ class Loop:
                     self.log_metrics(self._pick_metrics(fitted if state.round >= 0 else self.scout, state.pending),
                                      state.n_labeled + len(state.pending))
                 self._save(state)
-                self.oracle.tell(state.round + 1, self.budget.rounds, state.n_labeled)
-                self.oracle.request(state.pending)
+                self._request(state, fitted if state.round >= 0 else self.scout)
+
+    def _request(self, state: LoopState, model, tell: bool = True) -> None:
+        """Ask the oracle for the pending rows. An oracle that routes items by the model (oracle=tiers) is first
+        shown the model's view of them (None before there is one) and the money the budget leaves."""
+        if tell:
+            self.oracle.tell(state.round + 1, self.budget.rounds, state.n_labeled)
+        if getattr(self.oracle, "reads_model", False):
+            rows = state.pending
+            if model is None or not len(rows):
+                self.oracle.advise(rows, None, None)
+            else:
+                proba, predicted = models.proba_and_predict(model, self.X[rows], 2)
+                self.oracle.advise(rows, proba[:, 1], predicted, getattr(model, "threshold_", 0.5))
+            self.oracle.allow(None if self.budget.max_cost is None else self.budget.max_cost - state.cost)
+        self.oracle.request(state.pending)
 
     def _select(self, state: LoopState, fitted, n: int) -> NDArray[np.intp]:
         r = state.round + 1
@@ -234,11 +249,17 @@ class Loop:
         if resumed and getattr(self.model, "warm_start", False):
             for r in range(state.round):
                 rows = np.flatnonzero(train & (state.labeled_in <= r))
-                models.fit(self.model, self.X[rows], state.labels[rows], stream_int(self.seed, "model"))
+                models.fit(self.model, self.X[rows], state.labels[rows], stream_int(self.seed, "model"),
+                           sample_weight=self._weights(rows))
         rows = np.flatnonzero(train)
         fitted = models.fit(self.model, self.X[rows], state.labels[rows], stream_int(self.seed, "model"),
-                            unlabeled=self._unlabeled(state))
+                            unlabeled=self._unlabeled(state), sample_weight=self._weights(rows))
         return self.scout if self.scout is not None and isinstance(fitted, DummyClassifier) else fitted
+
+    def _weights(self, rows: NDArray[np.intp]):
+        """Training weights of labeled rows, when the oracle weights its sources (oracle=tiers); else None."""
+        weigh = getattr(self.oracle, "sample_weight", None)
+        return weigh(rows) if weigh is not None else None
 
     def _unlabeled(self, state: LoopState):
         """A semi-supervised model's unlabeled rows (`max_unlabeled` of them): a sample of the pool rows not

@@ -163,7 +163,7 @@ def build(cfg: DictConfig) -> Parts:
                                getattr(model, "accepts_text", False))
     X_test, X_curated = _take(X_rest, slice(0, len(test_rows))), _take(X_rest, slice(len(test_rows), None))
     oracle = instantiate(cfg, "oracle", truth=table.y[pool_rows], rng=stream(cfg.seed, "oracle"),
-                         context=_context(table, pool_rows), pool_features=X_pool)
+                         context=_context(table, pool_rows), pool_features=X_pool, seed=cfg.seed, features=features)
     y_curated = _curated_labels(cfg, spec, table, pool_rows, curated_rows, X_pool, X_curated) if size else None
     return Parts(table, pool_rows, test_rows, X_pool, X_test, model, acquisition, budget, oracle, scout, stopping,
                  run_name(cfg), X_curated if size else None, y_curated)
@@ -298,8 +298,8 @@ def run(cfg: DictConfig) -> Outcome:
                 return Outcome(tracker.run_id, parts.run_name, message=(
                     f"alexp: waiting for {plural(state.pending.size, 'label')}: "
                     f"{secrets.redact(parts.oracle.where())}; then run the same command again"))
+            _log_final_state(tracker, state, parts.pool_ids, parts.oracle)
             parts.oracle.finish()
-            _log_final_state(tracker, state, parts.pool_ids)
             faults.crash_point("final")
         checkpoint.unlink(missing_ok=True)
     return Outcome(tracker.run_id, parts.run_name, history=state.history, stopped_by=state.stopped_by,
@@ -397,8 +397,9 @@ def limit_threads(threads: int) -> None:
         sys.modules["torch"].set_num_threads(threads)
 
 
-def _log_final_state(tracker, state, pool_ids) -> None:
-    """Final state (for replay) and a readable table of the labeled items as artifacts (logging twice is fine)."""
+def _log_final_state(tracker, state, pool_ids, oracle=None) -> None:
+    """Final state (for replay) and a readable table of the labeled items as artifacts (logging twice is fine);
+    an oracle of several sources (oracle=tiers) adds each label's provenance: its tier, price and every answer."""
     import tempfile
 
     import polars as pl
@@ -406,6 +407,7 @@ def _log_final_state(tracker, state, pool_ids) -> None:
     rows = state.selected()
     with tempfile.TemporaryDirectory() as tmp:
         state.save(Path(tmp) / "state.npz")
-        pl.DataFrame({"id": pool_ids[rows], "round": state.labeled_in[rows], "label": state.labels[rows]}
-                     ).write_parquet(Path(tmp) / "labeled.parquet")
+        provenance = oracle.provenance(rows) if hasattr(oracle, "provenance") else {}
+        pl.DataFrame({"id": pool_ids[rows], "round": state.labeled_in[rows], "label": state.labels[rows],
+                      **provenance}).write_parquet(Path(tmp) / "labeled.parquet")
         tracker.log_artifacts(Path(tmp))

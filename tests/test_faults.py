@@ -21,6 +21,7 @@ pytestmark = pytest.mark.xdist_group("faults")
 
 ARGS = ["data.n_rows=2000", "budget.initial=10", "budget.batch_size=10", "budget.rounds=3", "progress=false",
         "acquisition=margin", "oracle=noisy"]
+TIERS = [*ARGS[:-1], "oracle=tiers", "oracle.route=[cheap,expert]", "oracle.escalate=disagreement"]
 FILES = ["oracle=files", "oracle.wait=true", "oracle.poll_seconds=0.05", "oracle.queue_dir=labels"]
 TIMERS = ("fit_seconds", "test_seconds", "select_seconds")
 
@@ -113,7 +114,7 @@ def truth():
 @pytest.fixture(scope="module")
 def references(ctx, truth, tmp_path_factory):
     out = {}
-    for name, argv, answer in (("simulated", ARGS, None), ("files", [*ARGS, *FILES], truth)):
+    for name, argv, answer in (("simulated", ARGS, None), ("files", [*ARGS, *FILES], truth), ("tiers", TIERS, None)):
         cwd = tmp_path_factory.mktemp(f"reference-{name}")
         assert run(ctx, cwd, argv, answer=answer) == 0, (cwd / "stderr.txt").read_text()
         out[name] = finished_run(cwd)
@@ -123,14 +124,15 @@ def references(ctx, truth, tmp_path_factory):
 # Every point for both oracles (a simulated oracle archives nothing).
 SCENARIOS = [("simulated", "store"), ("simulated", "accepted:2"), ("simulated", "logged:3"),
              ("simulated", "final"), ("files", "store"), ("files", "accepted:2"), ("files", "archived:2"),
-             ("files", "logged:5"), ("files", "final")]
+             ("files", "logged:5"), ("files", "final"), ("tiers", "tier_bought:5"), ("tiers", "tier_bought:6"),
+             ("tiers", "accepted:3")]  # tier_bought: killed right after a tier was bought, mid-round
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("oracle, crash", SCENARIOS)
 def test_a_kill_at_a_crash_point_ends_in_one_run_equal_to_an_uninterrupted_one(oracle, crash, ctx, truth,
                                                                                 references, tmp_path):
-    argv, answer = (ARGS, None) if oracle == "simulated" else ([*ARGS, *FILES], truth)
+    argv, answer = {"simulated": (ARGS, None), "files": ([*ARGS, *FILES], truth), "tiers": (TIERS, None)}[oracle]
     assert run(ctx, tmp_path, argv, crash=crash, answer=answer) == -signal.SIGKILL  # it did reach the point
     for _ in range(3):  # the same command again, until it ends
         if run(ctx, tmp_path, argv, answer=answer) == 0 and "already finished" not in _out(tmp_path):
@@ -138,8 +140,8 @@ def test_a_kill_at_a_crash_point_ends_in_one_run_equal_to_an_uninterrupted_one(o
     assert run(ctx, tmp_path, argv) == 0 and "already finished: run" in _out(tmp_path)  # a rerun reports it
     history, labeled, _ = finished_run(tmp_path)
     ref_history, ref_labeled, _ = references[oracle]
-    assert history == ref_history  # every point once, equal to the uninterrupted run's
-    assert labeled.equals(ref_labeled)
+    np.testing.assert_equal(history, ref_history)  # every point once, equal to the uninterrupted run's (NaN = NaN)
+    assert labeled.equals(ref_labeled)  # with tiers: each label's tier, price and every tier's answer, bought once
     assert not list((tmp_path / "state").glob("*.npz"))
     if oracle == "files":
         archived = list((tmp_path / "labels" / "done").iterdir())

@@ -7,11 +7,14 @@ that needs no labels). Models never log to MLflow; the runner does.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.base import clone
 from sklearn.dummy import DummyClassifier
 
+from alexp import AlexpError
 from alexp.models.mlp import MLPHead
 from alexp.models.semi import SelfTrained
 from alexp.models.threshold import TunedThreshold
@@ -32,9 +35,10 @@ def prepare(model, *inputs) -> None:
             m.prepare(np.concatenate([np.asarray(x, dtype=object) for x in inputs]))
 
 
-def fit(model, X, y: NDArray[np.int64], random_state: int, unlabeled=None):
+def fit(model, X, y: NDArray[np.int64], random_state: int, unlabeled=None, sample_weight=None):
     """A fresh clone of `model` fitted on (X, y), with every `*random_state` parameter set to `random_state`;
-    a semi-supervised model (`uses_unlabeled`, e.g. SelfTrained) also gets the unlabeled rows `unlabeled`.
+    a semi-supervised model (`uses_unlabeled`, e.g. SelfTrained) also gets the unlabeled rows `unlabeled`, and
+    `sample_weight` (per label, e.g. by the tier that gave it) goes to a model whose fit takes it.
 
     A model with `warm_start=True` is fitted in place instead, continuing from its last fit (scikit-learn's
     meaning of warm_start). While the labels hold a single class (a cold start on a rare positive), a
@@ -46,9 +50,13 @@ def fit(model, X, y: NDArray[np.int64], random_state: int, unlabeled=None):
     est = model if getattr(model, "warm_start", False) else clone(model)
     seeds = {k: random_state for k in est.get_params() if k == "random_state" or k.endswith("__random_state")}
     est.set_params(**seeds)
+    extra = {} if sample_weight is None else {"sample_weight": sample_weight}
+    if extra and "sample_weight" not in inspect.signature(est.fit).parameters:
+        raise AlexpError(f"{type(est).__name__} does not take sample weights, so tier weights cannot apply: set "
+                         "every oracle.tiers.<name>.weight to 1, or choose a model whose fit takes sample_weight")
     if unlabeled is not None and getattr(est, "uses_unlabeled", False):
-        return est.fit(X, y, unlabeled=unlabeled)
-    return est.fit(X, y)
+        return est.fit(X, y, unlabeled=unlabeled, **extra)
+    return est.fit(X, y, **extra)
 
 
 def predict_proba(model, X, n_classes: int) -> NDArray[np.float64]:

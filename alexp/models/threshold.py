@@ -36,7 +36,8 @@ class TunedThreshold(ClassifierMixin, BaseEstimator):
         if param_grid is not None:
             check_grid(estimator, param_grid)
 
-    def fit(self, X, y) -> TunedThreshold:
+    def fit(self, X, y, sample_weight=None) -> TunedThreshold:
+        fit_params = {} if sample_weight is None else {"sample_weight": sample_weight}
         self.classes_, y_idx = np.unique(np.asarray(y), return_inverse=True)
         if len(self.classes_) != 2:
             raise ValueError(f"TunedThreshold is for binary labels; got classes {list(self.classes_)}")
@@ -47,12 +48,12 @@ class TunedThreshold(ClassifierMixin, BaseEstimator):
             best = -np.inf
             for params in ParameterGrid(dict(self.param_grid or {})):
                 est = clone(self.estimator).set_params(**params)
-                p = cross_val_predict(est, X, y, cv=folds, method="predict_proba")[:, 1]
+                p = cross_val_predict(est, X, y, cv=folds, method="predict_proba", params=fit_params)[:, 1]
                 grid = np.unique(np.quantile(p, np.linspace(0, 1, self.thresholds)))
                 kappas = np.nan_to_num(threshold_kappas(y_idx, p, grid), nan=-1.0)
                 if kappas.max() > best:
                     best, self.threshold_, self.best_params_ = kappas.max(), float(grid[int(np.argmax(kappas))]), params
-        self.estimator_ = clone(self.estimator).set_params(**self.best_params_).fit(X, y)
+        self.estimator_ = clone(self.estimator).set_params(**self.best_params_).fit(X, y, **fit_params)
         return self
 
     def predict_proba(self, X) -> NDArray[np.float64]:

@@ -8,7 +8,9 @@ from alexp.oracles.simulated import (ClassConditional, Column, Crowd, ExpertPane
                                      RaterVotes, Simulated, TargetKappa, expected_kappa, pairwise_kappa,
                                      rater_pair_kappa, rates_for_kappa)
 from alexp.oracles.terminal import Terminal
+from alexp.oracles.tiers import ModelLabels, Tiers
 
 __all__ = ["Oracle", "accepted", "Files", "LabelStudio", "Terminal", "Simulated", "Perfect", "Noisy",
            "ClassConditional", "TargetKappa", "RaterVotes", "Column", "Difficulty", "Crowd", "ExpertPanel",
+           "Tiers", "ModelLabels",
            "expected_kappa", "rates_for_kappa", "pairwise_kappa", "rater_pair_kappa"]

@@ -39,6 +39,11 @@ class Oracle:
     def metrics(self, rows: NDArray[np.intp]) -> dict[str, float]:
         return {}
 
+    def confidence(self, rows: NDArray[np.intp]) -> NDArray[np.float64] | None:
+        """How sure the oracle is of its answer for each row, in [0.5, 1] for two classes (a crowd's share of
+        votes for its answer, a model's probability of it); None for an oracle that does not say."""
+        return None
+
     def scored_against(self, truth: NDArray[np.int64]) -> NDArray[np.int64]:
         """The truth this oracle's answers are scored against (`oracle_kappa`): the data's labels, unless those
         contain the answers themselves (then a truth without them; -1 marks an item with none)."""

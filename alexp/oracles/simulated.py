@@ -77,6 +77,7 @@ class Simulated(Oracle):
         super().__init__(cost_per_label)
         self.answers = np.asarray(answers, dtype=np.int64)
         self.votes = votes
+        self.confidences: NDArray[np.float64] | None = None  # how sure the oracle is of each answer, if it says
         self._pending: NDArray[np.intp] | None = None
 
     def request(self, ids: NDArray[np.intp]) -> None:
@@ -90,6 +91,14 @@ class Simulated(Oracle):
 
     def where(self) -> str:
         return "a simulated oracle (it answers at once)"
+
+    def confidence(self, rows: NDArray[np.intp]) -> NDArray[np.float64] | None:
+        return None if self.confidences is None else self.confidences[rows]
+
+    def _vote_share(self, votes: NDArray, aggregate: str) -> None:
+        """Confidence = the share of an item's votes that agree with its answer (several raters, aggregated)."""
+        if votes.shape[1] > 1 and aggregate != "one":
+            self.confidences = (votes == self.answers[:, None]).mean(axis=1)
 
 
 class Perfect(Simulated):
@@ -170,6 +179,7 @@ class RaterVotes(Simulated):
         votes, left_positive, left = draw_votes(positives, count, n_raters, rng)
         answers = votes[:, 0] if n_raters == 1 else _aggregate(votes, aggregate, rng)
         super().__init__(answers, cost_per_label * n_raters, votes)
+        self._vote_share(votes, aggregate)
         self.held_out_truth = np.where((left == 0) | (2 * left_positive == left), -1,
                                        (2 * left_positive > left).astype(np.int64))
         self._positives, self._count = positives, count
@@ -279,12 +289,14 @@ class Crowd(Simulated):
             answers = votes(self.shared_errors)
             self.rater_kappa = None
             super().__init__(_aggregate(answers, aggregate, rng), cost_per_label * per, answers)
+            self._vote_share(answers, aggregate)
             return
         self.shared_errors = shared_errors
         if kappa is None:
             self.rater_kappa = None
             answers = votes()
             super().__init__(_aggregate(answers, aggregate, rng), cost_per_label * per, answers)
+            self._vote_share(answers, aggregate)
             return
         _check_rate("kappa", kappa)
         if "kappa" not in inspect.signature(rater).parameters:
@@ -308,6 +320,7 @@ class Crowd(Simulated):
         self.rater_kappa = (low + high) / 2
         answers = votes(kappa=self.rater_kappa)
         super().__init__(_aggregate(answers, aggregate, np.random.default_rng(coin)), cost_per_label * per, answers)
+        self._vote_share(answers, aggregate)
 
     def metrics(self, rows: NDArray[np.intp]) -> dict[str, float]:
         return {"panel_kappa": pairwise_kappa(self.votes[rows])} if self.votes.shape[1] > 1 else {}
