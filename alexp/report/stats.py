@@ -390,6 +390,80 @@ def reduction(base_labels: NDArray, base: NDArray, labels: NDArray, cond: NDArra
                      error)
 
 
+@dataclass(frozen=True)
+class CostReduction:
+    """How many times less a condition spends than its baseline to reach a target (> 1: it saves), when each
+    seed's run spends its own amount per round (routed labels: the tiers bought differ by seed).
+
+    `cost` / `base_cost` are the mean spend to the target of each side's mean curve against its mean spend per
+    round; `bound` as in `Reduction` (a side that never gets there spent more than its last point). The interval
+    is a paired bootstrap over seeds that recomputes both mean spend grids, both mean curves and the target."""
+
+    target: float
+    base_cost: float
+    base_status: int
+    cost: float
+    status: int
+    factor: float  # NaN when both sides are censored
+    bound: str
+    low: float  # NaN with fewer than MIN_SEEDS paired seeds
+    high: float
+    seeds: int
+
+
+def cost_reduction(base_cost: NDArray, base: NDArray, cost: NDArray, cond: NDArray, target,
+                   level: float = LEVEL, seed: int | np.random.Generator | None = None) -> CostReduction:
+    """Cost factor base / condition to reach `target`: arrays `seeds x rounds` of spend so far and of the metric,
+    rows paired by seed (each side with its own rounds). `target` is a number, or a function of resampled seed
+    indices (an array `resamples x seeds`) giving each resample's target (e.g. the baseline's mean at its end).
+    Curves are resampled as in `scaled_means` (widened for few seeds); spend grids are plain resampled means.
+    A crossing is read off the curve's monotone fit, linear in log spend between rounds (`cost_crossings`)."""
+    base_cost, base, cost, cond = (np.atleast_2d(np.asarray(a, dtype=float)) for a in (base_cost, base, cost, cond))
+    n = len(base)
+    if not (len(base_cost) == len(cost) == len(cond) == n):
+        raise ValueError("cost_reduction: every array needs one row per paired seed")
+    target_of = target if callable(target) else (lambda idx: np.full(len(idx), float(target)))
+    t = float(target_of(np.arange(n)[None])[0])
+    (vb,), (sb,) = cost_crossings(base_cost.mean(axis=0)[None], base.mean(axis=0)[None], np.array([t]))
+    (vc,), (sc,) = cost_crossings(cost.mean(axis=0)[None], cond.mean(axis=0)[None], np.array([t]))
+    lb, lc = float(base_cost.mean(axis=0)[-1]), float(cost.mean(axis=0)[-1])
+    bound = _BOUNDS[int(sb), int(sc)]
+    factor = math.nan if bound == "n/a" else float((lb if sb == RIGHT else vb) / (lc if sc == RIGHT else vc))
+    low = high = math.nan
+    if n >= MIN_SEEDS:
+        k = t_widening(n, level)
+        idx = _rng(seed).integers(0, n, size=(RESAMPLES, n))
+        mb, mc = base.mean(axis=0), cond.mean(axis=0)
+        grid_b, grid_c = base_cost[idx].mean(axis=1), cost[idx].mean(axis=1)
+        tb = np.asarray(target_of(idx), dtype=float)
+        b, bs = cost_crossings(grid_b, mb + k * (base[idx].mean(axis=1) - mb), tb)
+        c, cs = cost_crossings(grid_c, mc + k * (cond[idx].mean(axis=1) - mc), tb)
+        lows, highs = _ratios(b, bs, grid_b[:, -1], c, cs, grid_c[:, -1])
+        low = quantile_interval(lows, n, level)[0]
+        high = quantile_interval(highs, n, level)[1]
+    return CostReduction(t, float(vb), int(sb), float(vc), int(sc), factor, bound, low, high, n)
+
+
+def cost_crossings(grids: NDArray, curves: NDArray, targets: NDArray) -> tuple[NDArray, NDArray]:
+    """Spend at which each curve (row) reaches its target, each row on its own spend grid: the first round where
+    the curve's monotone fit is there, linear in log spend from the round before; censored as in `crossings`
+    (LEFT: at the first round already, value = its spend; RIGHT: never, inf). Vectorised over rows."""
+    grids, fit = np.asarray(grids, dtype=float), monotone(np.asarray(curves, dtype=float))
+    t = np.asarray(targets, dtype=float)[:, None]
+    above = fit >= t - 1e-12
+    hit, first = above.any(axis=1), above.argmax(axis=1)
+    rows = np.arange(len(fit))
+    values = np.where(hit, grids[rows, first], np.inf)
+    status = np.where(hit, np.where(first == 0, LEFT, OBSERVED), RIGHT)
+    mid = hit & (first > 0)
+    i, r = first[mid], rows[mid]
+    y0, y1 = fit[r, i - 1], fit[r, i]
+    x0, x1 = np.log(grids[r, i - 1]), np.log(grids[r, i])
+    frac = np.where(y1 > y0, (t[mid, 0] - y0) / np.where(y1 > y0, y1 - y0, 1), 1.0)
+    values[mid] = np.exp(x0 + np.clip(frac, 0, 1) * (x1 - x0))
+    return values, status
+
+
 def censored_median(lows: NDArray, highs: NDArray) -> float:
     """Median of per-seed ratios known only within [low, high] where censored: the median of the lows and of the
     highs when they agree, else NaN (the censored seeds decide it); NaN values left out."""
