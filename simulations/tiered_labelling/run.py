@@ -70,8 +70,8 @@ def arms_of(study, name: str, data: list[str], seeds: list[int], budgets) -> lis
     out = []
     for arm, a in study.arms.items():
         route = list(a.route)
-        if a.budget == "crowd":
-            counts = log_schedule(study.crowd_schedule.first, pool, study.crowd_schedule.per_decade)
+        if a.budget == "pool":
+            counts = log_schedule(study.pool_schedule.first, pool, study.pool_schedule.per_decade)
             budget = [f"budget.schedule=[{','.join(map(str, counts))}]"]
         else:
             budget = list(budgets[a.budget])
