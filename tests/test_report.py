@@ -672,7 +672,7 @@ def test_cost_reduction_covers_a_known_factor_when_each_seed_spends_its_own_amou
         cost = rounds * 1000 / 3 * rng.uniform(0.8, 1.2, (n, 10))
         shift = rng.normal(0, 0.03, (n, 1))
 
-        def curve(money):
+        def curve(money, shift=shift):
             return 0.8 * (1 - np.exp(-money / 3000)) + shift + rng.normal(0, 0.03, money.shape)
 
         r = stats.cost_reduction(base_cost, curve(base_cost), cost, curve(cost * 3), 0.7)

@@ -412,12 +412,15 @@ class CostReduction:
 
 
 def cost_reduction(base_cost: NDArray, base: NDArray, cost: NDArray, cond: NDArray, target,
-                   level: float = LEVEL, seed: int | np.random.Generator | None = None) -> CostReduction:
+                   level: float = LEVEL, seed: int | np.random.Generator | None = None,
+                   base_exhausts: bool = False) -> CostReduction:
     """Cost factor base / condition to reach `target`: arrays `seeds x rounds` of spend so far and of the metric,
     rows paired by seed (each side with its own rounds). `target` is a number, or a function of resampled seed
     indices (an array `resamples x seeds`) giving each resample's target (e.g. the baseline's mean at its end).
     Curves are resampled as in `scaled_means` (widened for few seeds); spend grids are plain resampled means.
-    A crossing is read off the curve's monotone fit, linear in log spend between rounds (`cost_crossings`)."""
+    A crossing is read off the curve's monotone fit, linear in log spend between rounds (`cost_crossings`).
+    `base_exhausts`: the baseline's last round used every item there is (the whole pool), so a baseline that
+    never gets there never will at any cost (its factor is infinite), rather than needing more than its end."""
     base_cost, base, cost, cond = (np.atleast_2d(np.asarray(a, dtype=float)) for a in (base_cost, base, cost, cond))
     n = len(base)
     if not (len(base_cost) == len(cost) == len(cond) == n):
@@ -426,7 +429,7 @@ def cost_reduction(base_cost: NDArray, base: NDArray, cost: NDArray, cond: NDArr
     t = float(target_of(np.arange(n)[None])[0])
     (vb,), (sb,) = cost_crossings(base_cost.mean(axis=0)[None], base.mean(axis=0)[None], np.array([t]))
     (vc,), (sc,) = cost_crossings(cost.mean(axis=0)[None], cond.mean(axis=0)[None], np.array([t]))
-    lb, lc = float(base_cost.mean(axis=0)[-1]), float(cost.mean(axis=0)[-1])
+    lb, lc = math.inf if base_exhausts else float(base_cost.mean(axis=0)[-1]), float(cost.mean(axis=0)[-1])
     bound = _BOUNDS[int(sb), int(sc)]
     factor = math.nan if bound == "n/a" else float((lb if sb == RIGHT else vb) / (lc if sc == RIGHT else vc))
     low = high = math.nan
@@ -438,7 +441,7 @@ def cost_reduction(base_cost: NDArray, base: NDArray, cost: NDArray, cond: NDArr
         tb = np.asarray(target_of(idx), dtype=float)
         b, bs = cost_crossings(grid_b, mb + k * (base[idx].mean(axis=1) - mb), tb)
         c, cs = cost_crossings(grid_c, mc + k * (cond[idx].mean(axis=1) - mc), tb)
-        lows, highs = _ratios(b, bs, grid_b[:, -1], c, cs, grid_c[:, -1])
+        lows, highs = _ratios(b, bs, np.inf if base_exhausts else grid_b[:, -1], c, cs, grid_c[:, -1])
         low = quantile_interval(lows, n, level)[0]
         high = quantile_interval(highs, n, level)[1]
     return CostReduction(t, float(vb), int(sb), float(vc), int(sc), factor, bound, low, high, n)

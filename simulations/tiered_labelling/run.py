@@ -147,10 +147,10 @@ def money_to(money: np.ndarray, kappa: np.ndarray, target) -> tuple[float, int, 
     return float(value), int(status), low, high
 
 
-def money_text(value: float, status: int, low: float, high: float) -> str:
+def money_text(value: float, status: int, low: float, high: float, exhausts: bool) -> str:
     if status == stats.RIGHT:
-        return f"never within its budget (> {low:,.0f}; interval [{low:,.0f}, ∞])" if False else \
-            f"not reached [{_num(low)}, {_num(high)}]"
+        return ("never (not even with the whole pool)" if exhausts else "not reached within its budget") + \
+            f" [{_num(low)}, {_num(high)}]"
     sign = "≤ " if status == stats.LEFT else ""
     return f"{sign}{value:,.0f} [{_num(low)}, {_num(high)}]"
 
@@ -162,6 +162,8 @@ def _num(x: float) -> str:
 def factor_text(r: stats.CostReduction) -> str:
     if r.bound == "n/a":
         return "n/a (neither reaches it)"
+    if math.isinf(r.factor):
+        return f"∞ [{'∞' if math.isinf(r.low) else f'{r.low:.2f}'}, ∞] (the single tier never gets there)"
     lo, hi = ("∞" if math.isinf(v) else f"{v:.2f}" for v in (r.low, r.high))
     return f"{r.bound}{r.factor:.2f} [{lo}, {hi}]"
 
@@ -227,20 +229,24 @@ def dataset_section(study, runs: pl.DataFrame, name: str, out: Path) -> tuple[li
         curves = {arm: matrices(runs, arm, prices) for arm in arms}
         for arm in arms:
             money, kappa, _ = curves[arm]
-            lines.append(f"| {arm} | " + " | ".join(money_text(*money_to(money, kappa, t.of)) for t in tgs) + " |")
+            exhausts = study.arms[arm].budget == "pool"
+            lines.append(f"| {arm} | " + " | ".join(money_text(*money_to(money, kappa, t.of), exhausts)
+                                                    for t in tgs) + " |")
         rules = [a for a in arms if a not in study.singles]
         singles = [a for a in study.singles if a in arms]
         lines += ["", "Money factor of each routing rule against each single tier (the single tier's money over the "
                   "rule's, paired by seed; > 1: the rule is cheaper; `<`/`>`: a side never reaches the target within "
-                  "its budget, so the factor is a bound). The words follow the interval: **rule cheaper** only where "
-                  "its whole interval lies above 1.", "",
+                  "its budget, so the factor is a bound; ∞: the single tier used the whole pool and never got "
+                  "there). The words follow the interval: **rule cheaper** only where its whole interval lies "
+                  "above 1.", "",
                   "| rule | target | " + " | ".join(f"vs {s}" for s in singles) + " | beats every single tier |",
                   "|---|---|" + "---|" * (len(singles) + 1)]
         for rule in rules:
             for t in tgs:
                 cells, beats = [], True
                 for single in singles:
-                    r = stats.cost_reduction(*curves[single][:2], *curves[rule][:2], t.of, seed=0)
+                    r = stats.cost_reduction(*curves[single][:2], *curves[rule][:2], t.of, seed=0,
+                                             base_exhausts=study.arms[single].budget == "pool")
                     cells.append(f"{factor_text(r)}: {words(r)}")
                     beats &= words(r) == "rule cheaper"
                 wins.setdefault((ratio, t.name), []).extend([rule] if beats else [])
