@@ -147,10 +147,10 @@ def money_to(money: np.ndarray, kappa: np.ndarray, target) -> tuple[float, int, 
     return float(value), int(status), low, high
 
 
-def money_text(value: float, status: int, low: float, high: float, exhausts: bool) -> str:
+def money_text(value: float, status: int, low: float, high: float, exhausts: bool, last: float) -> str:
     if status == stats.RIGHT:
-        return ("never (not even with the whole pool)" if exhausts else "not reached within its budget") + \
-            f" [{_num(low)}, {_num(high)}]"
+        return ("never (not even with the whole pool)" if exhausts else f"not within its budget (> {last:,.0f})") \
+            + f" [{_num(low)}, {_num(high)}]"
     sign = "≤ " if status == stats.LEFT else ""
     return f"{sign}{value:,.0f} [{_num(low)}, {_num(high)}]"
 
@@ -222,16 +222,16 @@ def dataset_section(study, runs: pl.DataFrame, name: str, out: Path) -> tuple[li
         prices = dict(prices)
         lines += ["", f"### Prices {ratio} (cheap : crowd : expert)", "",
                   "Money to reach each target, read off the mean curve over seeds against the mean money per round, "
-                  "with a 95% bootstrap interval over seeds (the target recomputed in every resample); \"not "
-                  "reached\": the mean curve never gets there within the arm's budget.", "",
+                  "with a 95% bootstrap interval over seeds (the target recomputed in every resample; ∞: resamples "
+                  "that never get there).", "",
                   "| arm | " + " | ".join(f"money to {t.name} ({t.value:.3f})" for t in tgs) + " |",
                   "|---|" + "---|" * len(tgs)]
         curves = {arm: matrices(runs, arm, prices) for arm in arms}
         for arm in arms:
             money, kappa, _ = curves[arm]
             exhausts = study.arms[arm].budget == "pool"
-            lines.append(f"| {arm} | " + " | ".join(money_text(*money_to(money, kappa, t.of), exhausts)
-                                                    for t in tgs) + " |")
+            lines.append(f"| {arm} | " + " | ".join(money_text(*money_to(money, kappa, t.of), exhausts,
+                                                               money.mean(axis=0)[-1]) for t in tgs) + " |")
         rules = [a for a in arms if a not in study.singles]
         singles = [a for a in study.singles if a in arms]
         lines += ["", "Money factor of each routing rule against each single tier (the single tier's money over the "
