@@ -261,29 +261,33 @@ def _mean_or_dash(col: pl.Series) -> str:
     return f"{col.mean():.3f}" if len(col) else "–"
 
 
+ARM_STYLE = {  # arm -> (colour, line style): single tiers solid, routing rules dashed with markers
+    "expert-margin": ("#222222", "-"), "crowd-random": ("#1f77b4", "-"), "cheap-margin": ("#8c564b", "-"),
+    "cheap>expert-disagreement": ("#d62728", "--"), "cheap>expert-uncertain": ("#ff7f0e", "--"),
+    "crowd>expert-confidence": ("#2ca02c", "--"),
+}
+
+
 def figure(curves: dict, tgs: list[Target], path: Path, title: str) -> None:
+    """Mean kappa against mean money per round, every arm, with the two targets."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from alexp.mlflow_view import run_color
-
-    styles = {"expert-margin": "-", "crowd-random": "-", "cheap-margin": "-"}
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = plt.subplots(figsize=(7, 3.4))
     for arm, (money, kappa, _) in curves.items():
-        x, y = money.mean(axis=0), kappa.mean(axis=0)
-        color = run_color(arm.split("-")[-1]) if arm not in styles else ["#444444", "#1f77b4", "#8c564b"][
-            list(styles).index(arm)]
-        ax.plot(x, y, styles.get(arm, "--"), marker="o" if arm not in styles else None, ms=3, lw=1.4,
-                color=color, label=arm)
+        color, style = ARM_STYLE.get(arm, ("#9467bd", "--"))
+        ax.plot(money.mean(axis=0), kappa.mean(axis=0), style, marker="o" if style == "--" else None, ms=3,
+                lw=1.4, color=color, label=arm)
     for t, ls in zip(tgs, (":", "-.")):
         ax.axhline(t.value, color="0.5", ls=ls, lw=0.8, label=f"target: {t.name}")
     ax.set_xscale("log")
-    ax.set_xlabel("money spent (mean over seeds)")
-    ax.set_ylabel("Cohen's kappa on the gold test set")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=6, loc="lower right")
+    ax.set_xlabel("money spent (mean over seeds)", fontsize=8)
+    ax.set_ylabel("kappa on the gold test set", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
