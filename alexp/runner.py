@@ -262,7 +262,7 @@ def run(cfg: DictConfig) -> Outcome:
                          f"{key}); waiting for it to finish"):
         found = tracking.find_run(uri, experiment_name, key)
         if found is not None and found.status == "FINISHED":
-            checkpoint.unlink(missing_ok=True)  # left by a process killed after the run was marked finished
+            _forget(checkpoint)  # left by a process killed after the run was marked finished
             _record(found.run_id)
             return Outcome(found.run_id, found.name, message=_finished_line(found), final=found.metrics)
         parts = build(cfg)
@@ -293,6 +293,8 @@ def run(cfg: DictConfig) -> Outcome:
             _record(tracker.run_id)
             if not state.finished:
                 state = parts.loop(cfg, tracker.log_metrics, checkpoint).run(state)
+            else:  # killed after its last round: what the oracle journaled (labels' provenance) is still needed
+                parts.oracle.keep_journal(checkpoint.with_suffix(".answers.jsonl"))
             if not state.finished:
                 tracker.pause()
                 return Outcome(tracker.run_id, parts.run_name, message=(
@@ -301,9 +303,16 @@ def run(cfg: DictConfig) -> Outcome:
             _log_final_state(tracker, state, parts.pool_ids, parts.oracle)
             parts.oracle.finish()
             faults.crash_point("final")
-        checkpoint.unlink(missing_ok=True)
+        _forget(checkpoint)
     return Outcome(tracker.run_id, parts.run_name, history=state.history, stopped_by=state.stopped_by,
                    final=state.history[-1])
+
+
+def _forget(checkpoint: Path) -> None:
+    """Remove a finished run's checkpoint and the journal beside it (oracle=tiers keeps what it bought there until
+    the run is marked finished: a rerun after a kill before that rebuilds the labels' provenance from it)."""
+    checkpoint.unlink(missing_ok=True)
+    checkpoint.with_suffix(".answers.jsonl").unlink(missing_ok=True)
 
 
 def _record(run_id: str) -> None:

@@ -124,8 +124,9 @@ def references(ctx, truth, tmp_path_factory):
 # Every point for both oracles (a simulated oracle archives nothing).
 SCENARIOS = [("simulated", "store"), ("simulated", "accepted:2"), ("simulated", "logged:3"),
              ("simulated", "final"), ("files", "store"), ("files", "accepted:2"), ("files", "archived:2"),
-             ("files", "logged:5"), ("files", "final"), ("tiers", "tier_bought:5"), ("tiers", "tier_bought:6"),
-             ("tiers", "accepted:3")]  # tier_bought: killed right after a tier was bought, mid-round
+             ("files", "logged:5"), ("files", "final"),
+             # tiers: killed right after a tier was bought (mid-round), after accepting, after the final artifacts
+             ("tiers", "tier_bought:5"), ("tiers", "tier_bought:6"), ("tiers", "accepted:3"), ("tiers", "final")]
 
 
 @pytest.mark.slow
@@ -142,7 +143,7 @@ def test_a_kill_at_a_crash_point_ends_in_one_run_equal_to_an_uninterrupted_one(o
     ref_history, ref_labeled, _ = references[oracle]
     np.testing.assert_equal(history, ref_history)  # every point once, equal to the uninterrupted run's (NaN = NaN)
     assert labeled.equals(ref_labeled)  # with tiers: each label's tier, price and every tier's answer, bought once
-    assert not list((tmp_path / "state").glob("*.npz"))
+    assert not list((tmp_path / "state").glob("*.npz")) and not list((tmp_path / "state").glob("*.jsonl"))
     if oracle == "files":
         archived = list((tmp_path / "labels" / "done").iterdir())
         assert len({p.name for p in archived}) == len(archived) and not (tmp_path / "labels" / "pending.csv").exists()

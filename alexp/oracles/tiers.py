@@ -327,8 +327,6 @@ class Tiers(Oracle):
     def finish(self) -> None:
         for tier in self.tiers.values():
             tier.finish()
-        if self._journal is not None:
-            self._journal.unlink(missing_ok=True)
 
     # --- the journal ----------------------------------------------------------------------------------------
 
