@@ -42,7 +42,7 @@ def check_node(node: Any, where: str, skip: tuple[str, ...] = ()) -> None:
     """
     if isinstance(node, ListConfig):
         for i, item in enumerate(node):
-            check_node(item, f"{where}[{i}]")
+            check_node(item, f"{where}[{i}]", skip)
         return
     if not isinstance(node, DictConfig):
         return
@@ -61,7 +61,7 @@ def check_node(node: Any, where: str, skip: tuple[str, ...] = ()) -> None:
                                      f"(valid keys: {', '.join(p for p in params if p not in skip)})")
     for k in node:
         if not OmegaConf.is_missing(node, k):
-            check_node(node[k], f"{where}.{k}")
+            check_node(node[k], f"{where}.{k}", skip)  # nested oracles (tiers) get the same runtime arguments
 
 
 def _signature_params(target: str, where: str) -> list[str] | None:

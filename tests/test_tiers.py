@@ -229,3 +229,10 @@ def test_perfect_tiers_make_the_rule_visible():
     assert set(tiers.bought["expert"]) == {r for r in range(40) if r % 4 == 0}
     assert tiers.cost(rows) == 40 + 50 * 10
     assert isinstance(Perfect(y), Simulated)
+
+
+def test_a_misspelt_key_of_a_tier_is_named_with_its_fix_before_any_data_is_read():
+    with pytest.raises(AlexpError, match=r"oracle.tiers.cheap.oracle: unknown key 'kapa' .* did you mean "
+                                         r"oracle.tiers.cheap.oracle.kappa\? \(valid keys: kappa,") as e:
+        runner.check(runner.compose([*TIERED, "+oracle.tiers.cheap.oracle.kapa=0.5"]))
+    assert "truth" not in str(e.value)  # the arguments alexp passes are not keys to set
