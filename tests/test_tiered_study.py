@@ -58,9 +58,10 @@ def test_the_verdict_follows_the_money_factor_against_every_single_tier(saving, 
     run = study_module()
     study = OmegaConf.load(STUDY / "study.yaml")
     study.prices = {"1:10:100": study.prices["1:10:100"]}
-    lines, wins = run.dataset_section(study, fake_runs(saving), "synthetic", tmp_path)
+    lines, wins, over_experts = run.dataset_section(study, fake_runs(saving), "synthetic", tmp_path)
     text = "\n".join(lines)
     assert wins[("1:10:100", "the expert arm at its end")] == (["cheap>expert-uncertain"] if beats else [])
+    assert over_experts[("1:10:100", "the expert arm at its end")] == (["cheap>expert-uncertain"] if beats else [])
     if not beats:
         assert wins[("1:10:100", "the crowd at the whole pool")] == []
     row = next(line for line in lines if line.startswith("| cheap>expert-uncertain | the expert arm at its end"))
@@ -85,6 +86,7 @@ def test_the_quick_tiered_study_writes_results(tmp_path):
     text = (out / "RESULTS.md").read_text()
     for part in ("## Does routing beat the best single tier?", "## synthetic", "### Prices 1:10:100",
                  "### Prices 1:10:40", "| crowd>expert-confidence | the crowd at the whole pool |",
-                 "- command: `python simulations/tiered_labelling/run.py --quick`"):
+                 "- command: `python simulations/tiered_labelling/run.py --quick`",
+                 "## Sensitivity: where the cheap tier errs", "| synthetic | 0 | 1:10:40 |"):
         assert part in text
     assert (out / "tiers-synthetic-1-10-40.png").is_file()

@@ -77,8 +77,12 @@ def arms_of(study, name: str, data: list[str], seeds: list[int], budgets) -> lis
             budget = list(budgets[a.budget])
         rule = [f"oracle.escalate={a.get('escalate', 'never')}"] + \
             [f"oracle.{k}={a[k]}" for k in ("threshold", "share") if k in a]
-        out.append(Arm(f"tiers-{name}", arm, [*data, *study.common, *spec.tiers, f"oracle.route=[{','.join(route)}]",
-                                              *rule, f"acquisition={a.acquisition}", *budget], seeds))
+        overrides = [*data, *study.common, *spec.tiers, f"oracle.route=[{','.join(route)}]", *rule,
+                     f"acquisition={a.acquisition}", *budget]
+        out.append(Arm(f"tiers-{name}", arm, overrides, seeds))
+        sens = study.get("sensitivity")
+        if sens and name in sens.datasets and arm in sens.arms:
+            out += [Arm(f"tiers-{name}", f"{arm}@{v}", [*overrides, f"{sens.key}={v}"], seeds) for v in sens["values"]]
     return out
 
 
@@ -198,8 +202,9 @@ def targets(runs: pl.DataFrame) -> list[Target]:
     return out
 
 
-def dataset_section(study, runs: pl.DataFrame, name: str, out: Path) -> tuple[list[str], dict]:
-    """The dataset's tables and figure; returns (lines, {(ratio, target): [rules that beat every single tier]})."""
+def dataset_section(study, runs: pl.DataFrame, name: str, out: Path) -> tuple[list[str], dict, dict]:
+    """The dataset's tables and figure; returns (lines, {(ratio, target): [rules that beat every single tier]},
+    {(ratio, target): [rules cheaper than the experts alone]})."""
     spec = study.datasets[name]
     arms = [a for a in study.arms if a in set(runs["condition"])]
     seeds = runs.group_by("condition").agg(pl.col("seed").n_unique()).sort("condition")
@@ -216,7 +221,7 @@ def dataset_section(study, runs: pl.DataFrame, name: str, out: Path) -> tuple[li
         cells = [f"{e['items'].mean():,.0f}"] + [f"{e[f'{t}_labels'].mean():,.0f}" for t in TIERS] + \
             [_mean_or_dash(e[f"{t}_kappa"]) for t in TIERS] + [f"{e['kappa'].mean():.3f}"]
         lines.append(f"| {arm} | {n} | " + " | ".join(cells) + " |")
-    wins = {}
+    wins, over_experts = {}, {}
     tgs = targets(runs)
     for ratio, prices in study.prices.items():
         prices = dict(prices)
@@ -249,11 +254,55 @@ def dataset_section(study, runs: pl.DataFrame, name: str, out: Path) -> tuple[li
                                              base_exhausts=study.arms[single].budget == "pool")
                     cells.append(f"{factor_text(r)}: {words(r)}")
                     beats &= words(r) == "rule cheaper"
+                    if single == "expert-margin" and words(r) == "rule cheaper":
+                        over_experts.setdefault((ratio, t.name), []).append(rule)
                 wins.setdefault((ratio, t.name), []).extend([rule] if beats else [])
+                over_experts.setdefault((ratio, t.name), [])
                 lines.append(f"| {rule} | {t.name} | " + " | ".join(cells) + f" | {'**yes**' if beats else 'no'} |")
         figure(curves, tgs, out / f"tiers-{name}-{ratio.replace(':', '-')}.png", f"{name}, prices {ratio}")
         lines += ["", f"![{name} at {ratio}](tiers-{name}-{ratio.replace(':', '-')}.png)"]
-    return lines, wins
+    return lines, wins, over_experts
+
+
+def main_arms(runs: pl.DataFrame) -> pl.DataFrame:
+    """The main study's runs (without the sensitivity arms, named `<arm>@<value>`)."""
+    return runs.filter(~pl.col("condition").str.contains("@", literal=True))
+
+
+def with_setting(runs: pl.DataFrame, value) -> pl.DataFrame:
+    """The study as if its sensitivity setting were `value`: each arm run at that value (`<arm>@<value>`) in
+    place of the main one; the arms the setting does not touch as they are."""
+    suffix = f"@{value}"
+    swapped = runs.filter(pl.col("condition").str.ends_with(suffix)).with_columns(
+        pl.col("condition").str.strip_suffix(suffix))
+    return pl.concat([main_arms(runs).filter(~pl.col("condition").is_in(swapped["condition"].unique().to_list())),
+                      swapped])
+
+
+def sensitivity_lines(study, runs_of: dict[str, pl.DataFrame]) -> list[str]:
+    """The verdict across the sensitivity setting (where the simulated cheap tier errs), per dataset."""
+    import tempfile
+
+    sens = study.get("sensitivity")
+    names = [n for n in (sens.datasets if sens else []) if n in runs_of]
+    if not names:
+        return []
+    values = [*sens["values"], f"{sens.main} (the main study)"]
+    lines = ["", "## Sensitivity: where the cheap tier errs", "", " ".join(str(sens.about).split()), "",
+             "| dataset | " + sens.name + " | prices | target | rules that beat every single tier | rules cheaper "
+             "than the experts alone |", "|---|---|---|---|---|---|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            for value in values:
+                main = isinstance(value, str)
+                runs = main_arms(runs_of[name]) if main else with_setting(runs_of[name], value)
+                if not main and not runs_of[name]["condition"].str.ends_with(f"@{value}").any():
+                    continue
+                _, wins, over = dataset_section(study, runs, name, Path(tmp))
+                for (ratio, target), rules in wins.items():
+                    lines.append(f"| {name} | {value} | {ratio} | {target} | {', '.join(rules) or 'none'} | "
+                                 f"{', '.join(over[(ratio, target)]) or 'none'} |")
+    return lines
 
 
 def _mean_or_dash(col: pl.Series) -> str:
@@ -296,13 +345,15 @@ def figure(curves: dict, tgs: list[Target], path: Path, title: str) -> None:
 def write_results(study, uri: str, names: list[str], command: str, out: Path) -> None:
     seconds, peak = invocations(uri, [f"tiers-{n}" for n in names])
     parallel = "two arms at once, one core each"
-    sections, wins = [], {}
+    sections, wins, over = [], {}, {}
+    runs_of = {name: load(uri, f"tiers-{name}") for name in names}
     for name in names:
-        runs = load(uri, f"tiers-{name}")
-        lines, w = dataset_section(study, runs, name, out)
+        lines, w, e = dataset_section(study, main_arms(runs_of[name]), name, out)
         sections += lines + [""]
         for key, rules in w.items():
             wins.setdefault(key, {})[name] = rules
+        for key, rules in e.items():
+            over.setdefault(key, {})[name] = rules
     verdict = ["## Does routing beat the best single tier?", "",
                "A rule beats the best single tier on a dataset when the interval of its money factor lies above 1 "
                "against every single tier (expert-margin, crowd-random, cheap-margin), so whichever single tier is "
@@ -316,7 +367,15 @@ def write_results(study, uri: str, names: list[str], command: str, out: Path) ->
         sentences.append(f"at {ratio}, to reach {target}: a routing rule beats every single tier on {len(hit)} of "
                          f"{len(by)} datasets" + (" (at least 2: **yes**)" if len(hit) >= 2 else
                                                   " (fewer than 2: **no**)"))
-    verdict += ["", "In words: " + "; ".join(sentences) + "."]
+    verdict += ["", "In words: " + "; ".join(sentences) + ".", "",
+                "Against the experts alone (expert-margin, the seed's method without a cheap tier): datasets where "
+                "some rule reaches the target for less money, the whole interval of its factor above 1:", "",
+                "| prices | target | datasets | rules |", "|---|---|---|---|"]
+    for (ratio, target), by in over.items():
+        hit = {d: r for d, r in by.items() if r}
+        verdict.append(f"| {ratio} | {target} | {len(hit)} of {len(by)} | "
+                       + ("; ".join(f"{d}: {', '.join(r)}" for d, r in hit.items()) or "none") + " |")
+    verdict += sensitivity_lines(study, runs_of)
     head = ["# The tiered-labelling study: results", "",
             "Regenerated by the command below from the MLflow runs. Which items go to whom: routing rules of "
             "`oracle=tiers` (cheap labels for every selected item, experts for some) against each single tier "
@@ -351,6 +410,7 @@ def main(argv: list[str] | None = None) -> None:
         budgets, seeds_n, names = q.budgets, q.seeds, list(q.datasets)
         data.update({k: list(v) for k, v in q.data.items()})
         study.seeds = seeds_n
+        study.sensitivity["values"] = list(q.sensitivity_values)
     names = [n for n in names if not args.only or n in args.only]
     tracking.ensure_store(uri)
     started = time.perf_counter()
