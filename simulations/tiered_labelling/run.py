@@ -90,9 +90,8 @@ def missing_seeds(client, arm: Arm) -> list[int]:
     exp = client.get_experiment_by_name(arm.experiment)
     if exp is None:
         return list(arm.seeds)
-    done = client.search_runs([exp.experiment_id], f"params.arm = '{arm.name}' and attributes.status = 'FINISHED'",
-                              max_results=10000)
-    have = {int(r.data.params["seed"]) for r in done}
+    done = client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'", max_results=50000)
+    have = {int(r.data.params["seed"]) for r in done if r.data.params.get("arm", "").strip("'") == arm.name}
     return [s for s in arm.seeds if s not in have]
 
 
