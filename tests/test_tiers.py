@@ -124,7 +124,7 @@ def test_no_tier_is_asked_for_an_item_twice_across_rounds_and_a_resume(pool, tmp
     ["oracle=measured_expert", "oracle.cost_per_label=100"],
     ["oracle=crowd"],
     ["oracle=target_kappa", "oracle.kappa=0.6"],
-])
+], ids=["measured_expert", "crowd", "target_kappa"])
 def test_a_route_of_one_tier_is_exactly_that_oracles_own_run(oracle):
     name = "only"
     single, alone = history_of([*SMALL, *oracle])
@@ -236,3 +236,33 @@ def test_a_misspelt_key_of_a_tier_is_named_with_its_fix_before_any_data_is_read(
                                          r"oracle.tiers.cheap.oracle.kappa\? \(valid keys: kappa,") as e:
         runner.check(runner.compose([*TIERED, "+oracle.tiers.cheap.oracle.kapa=0.5"]))
     assert "truth" not in str(e.value)  # the arguments alexp passes are not keys to set
+
+
+def test_a_person_as_the_expert_tier_is_asked_only_for_the_escalated_items_across_restarts(alexp, tmp_path):
+    """The expert tier is the files oracle: each run buys the cheap labels, writes only the escalated items to
+    pending.csv and stops; answered and run again, it continues; the finished run's labels hold the person's answers
+    for exactly the escalated items, and no cheap label was bought twice (each item's price: 1, or 1 + 100)."""
+    from alexp.data import Synthetic
+
+    table = Synthetic(n_rows=2000).load()
+    truth = dict(zip(table.ids.tolist(), table.y.tolist()))
+    args = [*TIERED, "~oracle.tiers.expert.oracle",
+            "+oracle.tiers.expert.oracle={_target_:alexp.oracles.Files,queue_dir:labels,cost_per_label:100}"]
+    asked = []
+    for _ in range(10):
+        result = alexp(*args, cwd=tmp_path)
+        out = result.stdout + result.stderr
+        if "waiting for" not in out:
+            break
+        assert "tier expert: fill in the label column of labels/pending.csv" in out
+        pending = pl.read_csv(tmp_path / "labels" / "pending.csv")
+        asked += pending["id"].to_list()
+        pending.with_columns(label=pl.Series([int(truth[i]) for i in pending["id"]])).write_csv(
+            tmp_path / "labels" / "labels.csv")
+    client, _, (run,) = runs(tmp_path)
+    assert run.info.status == "FINISHED" and len(asked) == len(set(asked)) > 0
+    labeled = pl.read_parquet(client.download_artifacts(run.info.run_id, "labeled.parquet", str(tmp_path)))
+    expert = labeled.filter(pl.col("tier") == "expert")
+    assert sorted(expert["id"].to_list()) == sorted(asked)
+    assert all(lab == truth[i] for i, lab in zip(expert["id"], expert["label"]))
+    assert set(labeled["price"]) <= {1.0, 101.0} and run.data.metrics["cost"] == labeled["price"].sum()

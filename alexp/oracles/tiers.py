@@ -315,7 +315,11 @@ class Tiers(Oracle):
         return cols
 
     def where(self) -> str:
-        return " then ".join(self.tiers[name].where() for name in self.route)
+        """Where the answers still missing are expected: the tiers that have items waiting (all, if none)."""
+        waiting = [name for k, name in enumerate(self.route)
+                   if any(self.stage.get(r) == k and r not in self.final and r not in self.bought[name]
+                          for r in self._want.tolist())]
+        return "; ".join(f"tier {name}: {self.tiers[name].where()}" for name in waiting or self.route)
 
     def commit(self) -> None:
         for tier in self.tiers.values():
