@@ -164,6 +164,11 @@ def build(cfg: DictConfig) -> Parts:
     X_test, X_curated = _take(X_rest, slice(0, len(test_rows))), _take(X_rest, slice(len(test_rows), None))
     oracle = instantiate(cfg, "oracle", truth=table.y[pool_rows], rng=stream(cfg.seed, "oracle"),
                          context=_context(table, pool_rows), pool_features=X_pool, seed=cfg.seed, features=features)
+    first = (budget.initial or budget.batch_size) * oracle.cost_per_label  # what round 0 costs, at least
+    if budget.max_cost is not None and first > budget.max_cost:
+        raise AlexpError(f"budget.max_cost={budget.max_cost:g} does not pay for the first "
+                         f"{budget.initial or budget.batch_size} labels at {oracle.cost_per_label:g} each "
+                         f"({first:g}); raise budget.max_cost or lower budget.initial")
     y_curated = _curated_labels(cfg, spec, table, pool_rows, curated_rows, X_pool, X_curated) if size else None
     return Parts(table, pool_rows, test_rows, X_pool, X_test, model, acquisition, budget, oracle, scout, stopping,
                  run_name(cfg), X_curated if size else None, y_curated)

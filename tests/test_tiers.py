@@ -207,6 +207,7 @@ def test_tier_weights_reach_the_model_and_a_model_without_weights_is_refused():
     (["oracle.escalate=sometimes"], "escalate must be one of never, confidence, disagreement, uncertain"),
     (["oracle.tiers.cheap.weight=0"], "tiers.cheap.weight must be > 0"),
     (["oracle.tiers.cheap.oracle.kappa=2"], r"oracle: tiers.cheap.oracle: kappa must be in \[0, 1\]"),
+    (["budget.max_cost=5"], r"budget.max_cost=5 does not pay for the first 10 labels at 1 each \(10\)"),
 ])
 def test_bad_tier_settings_are_refused_by_name(override, message):
     with pytest.raises(AlexpError, match=message):
