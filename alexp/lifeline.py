@@ -148,7 +148,11 @@ def stopping_on_signals() -> Iterator[None]:
     try:
         yield
     finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+        try:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+        except KeyboardInterrupt:  # a SIGINT just as Python's own handler came back: alexp's work is over (saved,
+            for sig, handler in old.items():  # or being reported), so there is nothing left for it to stop
+                signal.signal(sig, handler)
         sys.unraisablehook = hook
 

@@ -27,12 +27,19 @@ TIMERS = ("fit_seconds", "test_seconds", "select_seconds")
 
 
 def _alexp(argv, cwd, env):
-    """Child process: `alexp *argv` in `cwd` with `env` added (run in-process: the CLI's entry point)."""
-    os.chdir(cwd)
-    os.environ.update(env)
-    sys.argv = ["alexp", *argv]
-    from alexp import cli
+    """Child process: `alexp *argv` in `cwd` with `env` added (run in-process: the CLI's entry point).
 
+    A signal that reaches this wrapper outside `cli.main` is not alexp's to handle: before it, it ends the child
+    as the signal ends any program (not as a KeyboardInterrupt in multiprocessing's bootstrap, exit code 1);
+    after it, alexp has ended and the signal changes nothing (the child exits with alexp's own code)."""
+    try:
+        os.chdir(cwd)
+        os.environ.update(env)
+        sys.argv = ["alexp", *argv]
+        from alexp import cli
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
     with open(Path(cwd) / "stdout.txt", "a") as out, open(Path(cwd) / "stderr.txt", "a") as err:
         sys.stdout, sys.stderr = out, err
         try:
@@ -44,6 +51,9 @@ def _alexp(argv, cwd, env):
 
             traceback.print_exc(file=err)
             raise
+        finally:  # alexp has ended: a signal from here on changes nothing
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
 
 
 @pytest.fixture(scope="module")

@@ -344,3 +344,28 @@ def test_a_signal_that_breaks_hydras_composition_is_a_stop_not_an_error(shape, m
     assert result.returncode == 130 and "Traceback" not in result.stderr
     assert result.stderr.strip() == ("alexp: stopped by SIGINT; every label accepted so far is saved: run the same "
                                      "command again to continue")
+
+
+def test_a_sigint_just_as_alexps_handlers_are_restored_ends_nothing_and_leaves_them_restored(monkeypatch):
+    """Measured before the fix: SIGINT sent the moment a finished run printed its last line gave a KeyboardInterrupt
+    traceback from the handlers' restore in 1 of 25 runs (`stopping_on_signals`' finally). Here the restore of
+    SIGINT's handler is interrupted as a real signal would interrupt it: the block still exits normally (alexp's
+    work is over) and both handlers are back."""
+    from alexp import lifeline
+
+    real = signal.signal
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    interrupted = []
+
+    def restore(sig, handler):
+        if sig == signal.SIGINT and handler is before[signal.SIGINT] and not interrupted:
+            real(sig, handler)
+            interrupted.append(sig)
+            raise KeyboardInterrupt  # Python's own handler, back a moment ago, got the signal
+        return real(sig, handler)
+
+    with lifeline.stopping_on_signals():
+        assert signal.getsignal(signal.SIGINT) is not before[signal.SIGINT]
+        monkeypatch.setattr(signal, "signal", restore)
+    monkeypatch.undo()
+    assert interrupted and {sig: signal.getsignal(sig) for sig in before} == before
