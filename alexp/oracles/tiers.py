@@ -141,7 +141,8 @@ class Tiers(Oracle):
         self.final: dict[int, int] = {}  # row -> index in route of the tier whose label is its label
         self.money: float | None = None  # what the request may still spend (budget.max_cost), None: no limit
         self._want = np.empty(0, dtype=np.intp)
-        self._model: tuple[NDArray, NDArray, float] | None = None  # (rows, P(positive), threshold) of the request
+        # (rows, P(positive), predicted class, decision threshold) of the current model for the request
+        self._model: tuple[NDArray, NDArray, NDArray, float] | None = None
         self._journal: Path | None = None
 
     # --- what the loop tells -------------------------------------------------------------------------------
@@ -324,9 +325,6 @@ class Tiers(Oracle):
     def commit(self) -> None:
         for tier in self.tiers.values():
             tier.commit()
-
-    def corrections(self) -> dict[int, int]:
-        return {}
 
     def finish(self) -> None:
         for tier in self.tiers.values():
