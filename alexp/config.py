@@ -20,11 +20,11 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from alexp import AlexpError
 
 GROUPS = ("data", "features", "model", "acquisition", "oracle", "budget")
-OPTIONAL_GROUPS = ("scout", "stopping")  # null unless chosen
+OPTIONAL_GROUPS = ("scout", "stopping", "engine")  # null unless chosen
 # Arguments alexp passes at instantiation, not set in YAML.
 RUNTIME_ARGS = {"oracle": ("truth", "rng", "context", "pool_features", "seed", "features"), "scout": ("features",)}
 # Settings that change neither a run's results (beyond float rounding) nor where it is logged.
-NOT_IN_RUN_KEY = ("progress", "state_dir", "threads")
+NOT_IN_RUN_KEY = ("progress", "state_dir", "threads", "engine")  # an engine picks what this process would
 # How a run waits for a person, or pages an item, does not change what it asks: changing it resumes the same run.
 NOT_IN_RUN_KEY_OF = {"oracle": ("wait", "poll_seconds", "timeout_seconds", "page_lines")}
 NOT_PARAMS = ("tracking", *NOT_IN_RUN_KEY)  # overrides not worth an MLflow param

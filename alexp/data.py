@@ -427,10 +427,11 @@ def _matching_columns(unshuffled: NDArray, shuffled: NDArray) -> NDArray[np.intp
 
 @dataclass(frozen=True)
 class Shards:
-    """A pool stored on disk as a shard folder (see alexp.shards): features `x-*.npy`, class indices `y.npy`
-    (0 = negative, 1 = positive), optional row ids `ids.npy`. The features stay on disk: every round streams
-    them a block at a time, so the pool may be far bigger than memory. They are the model's inputs as they
-    are (features=identity)."""
+    """A pool stored on disk (see alexp.shards): an Arrow pool (uncompressed Arrow IPC files, `*.arrow`, with
+    features `x` as fixed_size_list<float32>, class indices `y`, optional `ids`) or a shard folder (features
+    `x-*.npy`, `y.npy`, optional `ids.npy`); classes 0 = negative, 1 = positive. The features stay on disk:
+    every round streams them a block at a time, so the pool may be far bigger than memory. They are the model's
+    inputs as they are (features=identity)."""
 
     path: str
     classes: Sequence = (0, 1)
@@ -442,15 +443,16 @@ class Shards:
     def load(self) -> Table:
         from alexp import shards
 
-        if not shards.is_shard_folder(self.path):
-            raise AlexpError(f"no shard folder at {self.path} (it needs meta.json, x-*.npy and y.npy); "
-                             "write one with alexp.shards.ShardWriter, or use data=synthetic_disk")
+        if not shards.is_pool(self.path):
+            raise AlexpError(f"no pool at {self.path}: it must be a shard folder (meta.json, x-*.npy, y.npy) or an "
+                             "Arrow pool (*.arrow files with columns x and y); write one with alexp.shards.ArrowWriter "
+                             "or convert a Parquet pool with alexp.shards.convert, or use data=synthetic_disk")
         X = shards.DiskArray(self.path)
         y = shards.read_column(self.path, "y")
         if y is None or len(y) != len(X):
-            raise AlexpError(f"{self.path}/y.npy must hold one class index per row ({len(X)} rows)")
+            raise AlexpError(f"{self.path}: y must hold one class index per row ({len(X)} rows)")
         if not np.isin(y, (0, 1)).all():
-            raise AlexpError(f"{self.path}/y.npy holds values other than 0 and 1: {np.setdiff1d(y, (0, 1))[:5]}")
+            raise AlexpError(f"{self.path}: y holds values other than 0 and 1: {np.setdiff1d(y, (0, 1))[:5]}")
         ids = shards.read_column(self.path, "ids")
         ids = np.arange(len(X), dtype=np.int64) if ids is None else ids
         posterior = shards.read_column(self.path, "posterior")  # written by generators that know it
@@ -480,9 +482,15 @@ class SyntheticOnDisk(Synthetic):
     shard_rows: int = 1_000_000
     cache_dir: str = "."
     progress: bool = True
+    format: str = "npy"  # npy: a shard folder; arrow: an Arrow pool (the standard columnar format)
+    noise_scale: float = 1.0  # standard deviation of the uninformative dimensions
 
     def __post_init__(self):
         super().__post_init__()
+        if self.format not in ("npy", "arrow"):
+            raise AlexpError(f"data.format must be npy or arrow, got {self.format!r}")
+        if not self.noise_scale > 0:
+            raise AlexpError(f"data.noise_scale must be a positive standard deviation, got {self.noise_scale!r}")
         if self.block_rows < 1 or self.shard_rows < 1:
             raise AlexpError(f"block_rows and shard_rows must be positive, got {self.block_rows}, {self.shard_rows}")
 
@@ -493,12 +501,14 @@ class SyntheticOnDisk(Synthetic):
         key = (self.n_rows, self.n_features, self.n_informative, self.n_clusters_per_class, self.positive_rate,
                self.class_sep, self.flip_y, self.generator_seed, self.block_rows, "posterior")
         digest = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
-        return Path(self.cache_dir) / f"synthetic-{self.n_rows}x{self.n_features}-{digest}"
+        suffix = ("-arrow" if self.format == "arrow" else "") + (f"-noise{self.noise_scale:g}" if self.noise_scale != 1
+                                                                  else "")
+        return Path(self.cache_dir) / f"synthetic-{self.n_rows}x{self.n_features}-{digest}{suffix}"
 
     def load(self) -> Table:
         from alexp import shards
 
-        if not shards.is_shard_folder(self.folder):
+        if not shards.is_pool(self.folder):
             self.write(self.folder)
         return Shards(str(self.folder), test_size=self.test_size).load()
 
@@ -520,9 +530,10 @@ class SyntheticOnDisk(Synthetic):
                           np.repeat([0, 1], k), self.flip_y)
         params = {"generator": "alexp.data.SyntheticOnDisk", **{f: getattr(self, f) for f in (
             "n_rows", "n_features", "n_informative", "n_clusters_per_class", "positive_rate", "class_sep",
-            "flip_y", "generator_seed", "block_rows")}}
+            "flip_y", "generator_seed", "block_rows", "noise_scale")}}
         starts = range(0, self.n_rows, self.block_rows)
-        with shards.ShardWriter(path, self.n_features, np.float32, self.shard_rows, params, overwrite=False) as out:
+        writer = shards.ArrowWriter if self.format == "arrow" else shards.ShardWriter
+        with writer(path, self.n_features, np.float32, self.shard_rows, params, overwrite=False) as out:
             bars = None if self.progress else True  # None: a bar on a terminal only
             for b, start in enumerate(tqdm(starts, desc="generating pool", unit="block", disable=bars)):
                 rng = np.random.default_rng(np.random.SeedSequence(self.generator_seed, spawn_key=(b,)))
@@ -532,6 +543,8 @@ class SyntheticOnDisk(Synthetic):
                 rng.shuffle(y)
                 cluster = y * k + rng.integers(k, size=m)
                 X = rng.standard_normal((m, self.n_features), dtype=np.float32)
+                if self.noise_scale != 1:
+                    X[:, inf:] *= np.float32(self.noise_scale)
                 for c in range(2 * k):
                     rows = np.flatnonzero(cluster == c)
                     X[rows, :inf] = X[rows, :inf] @ covariance[c] + centroids[c]

@@ -95,6 +95,7 @@ class Loop:
     checkpoint: Path | None = None
     progress: bool = True
     scout: Any = None  # a model that needs no labels (zero-shot): logged at 0 labels, picks round 0 if initial=0
+    engine: Any = None  # scores a pool on disk on a cluster (alexp.engine): the same picks as this process
     stopping: Any = None  # alexp.stopping.Stopping: rules checked (and logged) each round; enforce ends the run
     curated: tuple[Any, NDArray[np.int64]] | None = None  # (features, labels) of a common curated evaluation set
     _select_seconds: float = field(default=0.0, init=False, repr=False)  # how long the last selection took
@@ -198,7 +199,8 @@ class Loop:
         if r == 0 and self.budget.initial > 0:
             ids = self.budget.initial_ids(len(state.labels), stream(self.seed, "initial"), self.truth)
         else:  # an acquisition round; round 0 of a cold start (initial=0) asks the scout
-            pool = PoolView(self.X, state.labeled_in, np.where(self.held_out, -1, state.labels), self.n_classes)
+            pool = PoolView(self.X, state.labeled_in, np.where(self.held_out, -1, state.labels), self.n_classes,
+                            engine=self.engine)
             model = fitted if r > 0 else self.scout
             ids = np.asarray(self.acquisition(model, pool, n, stream(self.seed, "acquisition", r)), dtype=np.intp)
             if len(ids) != n or len(np.unique(ids)) != n or (state.labeled_in[ids] >= 0).any():

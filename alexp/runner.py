@@ -102,11 +102,12 @@ class Parts:
     def pool_ids(self):
         return self.table.ids[self.pool_rows]
 
-    def loop(self, cfg: DictConfig, log_metrics=None, checkpoint: Path | None = None):
+    def loop(self, cfg: DictConfig, log_metrics=None, checkpoint: Path | None = None, engine=None):
         """The active-learning loop over these parts (alexp.loop.Loop), logging through `log_metrics`."""
         from alexp.loop import Loop
 
         extra = {"log_metrics": log_metrics} if log_metrics is not None else {}
+        extra |= {"engine": engine} if engine is not None else {}
         curated = (self.X_curated, self.y_curated) if self.y_curated is not None else None
         return Loop(self.X_pool, self.X_test, self.table.y[self.test_rows], self.model, self.acquisition,
                     self.oracle, self.budget, cfg.seed, truth=self.table.y[self.pool_rows], checkpoint=checkpoint,
@@ -297,7 +298,12 @@ def run(cfg: DictConfig) -> Outcome:
             state.run_id = tracker.run_id
             _record(tracker.run_id)
             if not state.finished:
-                state = parts.loop(cfg, tracker.log_metrics, checkpoint).run(state)
+                engine = instantiate(cfg, "engine") if cfg.get("engine") is not None else None
+                try:
+                    state = parts.loop(cfg, tracker.log_metrics, checkpoint, engine).run(state)
+                finally:
+                    if engine is not None:
+                        engine.close()
             else:  # killed after its last round: what the oracle journaled (labels' provenance) is still needed
                 parts.oracle.keep_journal(checkpoint.with_suffix(".answers.jsonl"))
             if not state.finished:

@@ -12,6 +12,7 @@ block.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -27,6 +28,7 @@ from alexp import AlexpError
 from alexp.lifeline import alive
 
 META = "meta.json"
+FEATURES = "x"  # the features column of an Arrow pool
 BLOCK_ROWS = 65_536  # rows per block when a whole DiskArray is streamed
 
 
@@ -111,16 +113,100 @@ class ShardWriter:
         meta = {**self.meta, "n_rows": sum(self.rows), "n_features": self.n_features, "dtype": self.dtype.str,
                 "shard_rows": self.rows}
         (self.tmp / META).write_text(json.dumps(meta, indent=1))
+        self._publish()
+
+    def _publish(self) -> None:
+        """Move the finished temporary folder to `path` (keeping a pool another writer finished meanwhile)."""
         if self.path.exists():
-            if not self.overwrite and is_shard_folder(self.path):
+            if not self.overwrite and is_pool(self.path):
                 shutil.rmtree(self.tmp)
                 return
             shutil.rmtree(self.path)
         os.replace(self.tmp, self.path)
 
 
+class ArrowWriter(ShardWriter):
+    """Write an Arrow pool block by block, with ShardWriter's interface and guarantees: a folder of uncompressed
+    Arrow IPC files `part-00000.arrow`, ... (`shard_rows` rows each), each block a record batch with the features
+    as column `x` (fixed_size_list<float32>[d]; polars reads it as pl.Array(pl.Float32, d)) and the per-row
+    columns given to `append` (the same ones in every block). Any Arrow reader (polars, pyarrow, DuckDB, Ray,
+    Dask) reads it; alexp reads the features of any row in place, as from a shard folder. `meta` is kept in
+    the files' schema metadata."""
+
+    def __init__(self, path: str | Path, n_features: int, dtype=np.float32, shard_rows: int = 1_000_000,
+                 meta: dict | None = None, overwrite: bool = True):
+        if np.dtype(dtype) != np.float32:
+            raise AlexpError(f"an Arrow pool stores float32 features, not {np.dtype(dtype)}")
+        super().__init__(path, n_features, dtype, shard_rows, meta, overwrite)
+        self._schema = None
+
+    def append(self, X: NDArray, **columns: NDArray) -> None:
+        import pyarrow as pa
+
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise AlexpError(f"a block of shape {X.shape} does not fit {self.n_features} features")
+        for name, values in columns.items():
+            if len(values) != len(X):
+                raise AlexpError(f"column {name!r} has {len(values)} values for a block of {len(X)} rows")
+        while len(X):
+            if self._file is None or self.rows[-1] == self.shard_rows:
+                self._next_shard()
+            take = min(len(X), self.shard_rows - self.rows[-1])
+            batch = {FEATURES: pa.FixedSizeListArray.from_arrays(pa.array(X[:take].ravel()), self.n_features),
+                     **{k: pa.array(np.asarray(v[:take])) for k, v in columns.items()}}
+            batch = pa.record_batch(batch)
+            if self._schema is None:
+                self._schema = batch.schema.with_metadata({"alexp": json.dumps(self.meta)})
+            if batch.schema.names != self._schema.names:
+                raise AlexpError(f"every block needs the same columns: {self._schema.names}, got {batch.schema.names}")
+            self._file.write_batch(batch)
+            self.rows[-1] += take
+            X, columns = X[take:], {k: v[take:] for k, v in columns.items()}
+
+    def _next_shard(self) -> None:
+        self._close_shard()
+        self.rows.append(0)
+        self._file = _LazyArrowFile(self.tmp / f"part-{len(self.rows) - 1:05d}.arrow", self)
+
+    def _close_shard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __exit__(self, kind, value, traceback) -> None:
+        self._close_shard()
+        if kind is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        self._publish()
+
+
+class _LazyArrowFile:
+    """An Arrow IPC file opened at its first batch (the schema is known then)."""
+
+    def __init__(self, path: Path, writer: ArrowWriter):
+        self.path, self.writer, self.ipc = path, writer, None
+
+    def write_batch(self, batch) -> None:
+        import pyarrow as pa
+
+        if self.ipc is None:
+            self.ipc = pa.ipc.new_file(str(self.path), self.writer._schema)
+        self.ipc.write_batch(batch)
+
+    def close(self) -> None:
+        if self.ipc is not None:
+            self.ipc.close()
+
+
 def is_shard_folder(path: str | Path) -> bool:
     return (Path(path) / META).is_file()
+
+
+def is_pool(path: str | Path) -> bool:
+    """A shard folder or an Arrow pool: what DiskArray reads."""
+    return is_shard_folder(path) or is_arrow_pool(path)
 
 
 def read_meta(path: str | Path) -> dict:
@@ -131,9 +217,67 @@ def read_meta(path: str | Path) -> dict:
 
 
 def read_column(path: str | Path, name: str) -> NDArray | None:
-    """A per-row column saved by the writer (e.g. 'y', 'ids'), or None if the folder has none."""
+    """A per-row column saved by the writer (e.g. 'y', 'ids'), or None if the pool has none."""
+    if is_arrow_pool(path):
+        import pyarrow as pa
+
+        parts = []
+        for file in arrow_files(path):
+            with pa.memory_map(str(file)) as source:
+                table = pa.ipc.open_file(source).read_all()
+                if name not in table.column_names:
+                    return None
+                parts.append(table.column(name).to_numpy())
+        return np.concatenate(parts)
     file = Path(path) / f"{name}.npy"
     return np.load(file) if file.is_file() else None
+
+
+def arrow_files(path: str | Path) -> list[Path]:
+    """The Arrow IPC files of a pool: the file itself, or a folder's `*.arrow` files in name order."""
+    path = Path(path)
+    return [path] if path.is_file() else sorted(path.glob("*.arrow"))
+
+
+def is_arrow_pool(path: str | Path) -> bool:
+    return Path(path).suffix == ".arrow" and Path(path).is_file() or Path(path).is_dir() and bool(arrow_files(path))
+
+
+def arrow_segments(path: str | Path, column: str = FEATURES) -> tuple[list[Path], list[int], list[int], int]:
+    """(file, rows, byte offset of its first feature) of every record batch of an Arrow pool, and the number of
+    features. The features column must be a fixed-size list of float32 without nulls, uncompressed: each
+    batch's values are then one contiguous float32 block at a known place in its file, read like a `.npy` shard.
+    """
+    import pyarrow as pa
+
+    files, rows, offsets, width = [], [], [], None
+    if not arrow_files(path):
+        raise AlexpError(f"{path} is not a shard folder (meta.json) nor an Arrow pool (*.arrow files); "
+                         "write one with alexp.shards.ArrowWriter or convert one with alexp.shards.convert")
+    for file in arrow_files(path):
+        with pa.memory_map(str(file)) as source:
+            reader = pa.ipc.open_file(source)
+            kind = reader.schema.field(column).type if column in reader.schema.names else None
+            if not (pa.types.is_fixed_size_list(kind) and kind.value_type == pa.float32()):
+                raise AlexpError(f"{file}: column {column!r} must be fixed_size_list<float32>[d] (polars: "
+                                 f"pl.Array(pl.Float32, d)), got {kind}; convert it with alexp.shards.convert")
+            if width not in (None, kind.list_size):
+                raise AlexpError(f"{file} has {kind.list_size} features, the pool's other files {width}")
+            width = kind.list_size
+            source.seek(0)
+            base = source.read_buffer(1).address
+            for b in range(reader.num_record_batches):
+                x = reader.get_batch(b).column(column)
+                if x.null_count or x.values.null_count:
+                    raise AlexpError(f"{file}: column {column!r} has missing values (batch {b})")
+                data = x.values.buffers()[1]
+                if data is None or not base <= data.address < base + source.size():
+                    raise AlexpError(f"{file} is compressed; write it uncompressed (polars: "
+                                     "write_ipc(..., compression='uncompressed')) or use alexp.shards.convert")
+                rows.append(len(x))
+                offsets.append(data.address - base + (x.offset + x.values.offset) * width * 4)
+                files.append(file)
+    return files, rows, offsets, int(width)
 
 
 class DiskArray:
@@ -146,14 +290,18 @@ class DiskArray:
 
     def __init__(self, path: str | Path, index: NDArray[np.intp] | None = None):
         self.path = Path(path)
-        meta = read_meta(self.path)
-        self.dtype = np.dtype(meta["dtype"])
-        self.n_features = int(meta["n_features"])
-        counts = np.asarray(meta["shard_rows"], dtype=np.int64)
-        self._starts = np.concatenate([[0], np.cumsum(counts)])
-        self._files = [self.path / f"x-{i:05d}.npy" for i in range(len(counts))]
+        if is_shard_folder(self.path):
+            meta = read_meta(self.path)
+            self.dtype = np.dtype(meta["dtype"])
+            self.n_features = int(meta["n_features"])
+            counts = np.asarray(meta["shard_rows"], dtype=np.int64)
+            self._files = [self.path / f"x-{i:05d}.npy" for i in range(len(counts))]
+            self._offsets: list[int | None] = [None] * len(counts)  # each .npy header is checked when first read
+        else:
+            self._files, counts, self._offsets, self.n_features = arrow_segments(self.path)
+            self.dtype = np.dtype(np.float32)
+        self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._index = None if index is None else np.asarray(index, dtype=np.int64)
-        self._offsets: list[int | None] = [None] * len(counts)
 
     @property
     def n_stored(self) -> int:
@@ -174,7 +322,16 @@ class DiskArray:
     def rows(self, index: NDArray[np.intp]) -> DiskArray:
         """A view of the given rows (positions in this array), in that order; reads nothing."""
         index = np.asarray(index, dtype=np.int64)
-        return DiskArray(self.path, index if self._index is None else self._index[index])
+        view = copy.copy(self)  # shares the file layout; reads nothing
+        view._index = index if self._index is None else self._index[index]
+        return view
+
+    def window(self, start: int, stop: int) -> DiskArray:
+        """A view of rows start..stop-1 that carries only its own part of this view's index (to ship to a worker)."""
+        view = copy.copy(self)
+        view._index = np.arange(start, stop) if self._index is None else self._index[start:stop].copy()
+        view._offsets = list(self._offsets)
+        return view
 
     def __getitem__(self, key) -> NDArray:
         if isinstance(key, slice):
@@ -205,6 +362,7 @@ class DiskArray:
             yield start, self[start:start + block_rows]
 
     def _offset(self, shard: int) -> int:
+        """Byte offset of the shard's first row in its file (a .npy header is read and checked once)."""
         if self._offsets[shard] is None:
             with open(self._files[shard], "rb") as f:
                 read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
@@ -217,7 +375,7 @@ class DiskArray:
 
     @contextmanager
     def _open(self) -> Iterator[dict]:
-        """shard -> open file, for the reads of one access; all closed at the end."""
+        """file -> open file object, for the reads of one access; all closed at the end."""
         files: dict = {}
         try:
             yield files
@@ -235,10 +393,11 @@ class DiskArray:
             if pos >= stop:
                 break
             lo, hi = pos - self._starts[shard], min(stop, self._starts[shard + 1]) - self._starts[shard]
-            if shard not in files:
-                files[shard] = open(self._files[shard], "rb")
-            files[shard].seek(self._offset(shard) + int(lo) * row_bytes)
-            files[shard].readinto(memoryview(out[pos - start:pos - start + hi - lo]).cast("B"))
+            file = self._files[shard]
+            if file not in files:
+                files[file] = open(file, "rb")
+            files[file].seek(self._offset(shard) + int(lo) * row_bytes)
+            files[file].readinto(memoryview(out[pos - start:pos - start + hi - lo]).cast("B"))
             pos += int(hi - lo)
         return out
 
@@ -246,11 +405,14 @@ class DiskArray:
         """Stored rows in the given order, read as runs of nearby rows: rows closer than ~16 KB are read in one
         span (and the rows between dropped), a span is at most BLOCK_ROWS rows. Memory: the output plus one
         span; nothing is memory-mapped, so pages read never stay in the process's resident memory."""
-        out = np.empty((len(stored), self.n_features), dtype=self.dtype)
         if not len(stored):
-            return out
+            return np.empty((0, self.n_features), dtype=self.dtype)
         if stored.min() < 0 or stored.max() >= self.n_stored:
             raise IndexError(f"row index out of range for {self!r}")
+        if stored[-1] - stored[0] == len(stored) - 1 and (np.diff(stored) == 1).all():
+            with self._open() as files:  # consecutive rows: read straight into the output
+                return self._read(int(stored[0]), int(stored[-1]) + 1, files)
+        out = np.empty((len(stored), self.n_features), dtype=self.dtype)
         order = np.argsort(stored, kind="stable")
         rows = stored[order]
         gap = max(1, 16_384 // (self.n_features * self.dtype.itemsize))
@@ -268,3 +430,47 @@ class DiskArray:
 
 def is_disk(X) -> bool:
     return isinstance(X, DiskArray)
+
+
+def convert(source: str | Path, out: str | Path, column: str = FEATURES, shard_rows: int = 1_000_000,
+            block_rows: int = BLOCK_ROWS) -> Path:
+    """Write the pool at `source` as an Arrow pool at `out`, a block at a time: a shard folder, a Parquet file or
+    folder of them, or an Arrow file or folder (e.g. compressed). The features are `column` (a list or
+    fixed-size list of numbers per row, cast to float32); every other column is kept as it is."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    source = Path(source)
+    if is_shard_folder(source):
+        X = DiskArray(source)
+        names = [f.stem for f in source.glob("*.npy") if not f.name.startswith("x-")]
+        columns = {name: np.load(source / f"{name}.npy", mmap_mode="r") for name in names}
+        with ArrowWriter(out, X.n_features, shard_rows=shard_rows, meta=read_meta(source)) as w:
+            for start, block in X.blocks(block_rows):
+                w.append(block, **{k: np.asarray(v[start:start + len(block)]) for k, v in columns.items()})
+        return Path(out)
+    fmt = "ipc" if source.suffix == ".arrow" or source.is_dir() and any(source.glob("*.arrow")) else "parquet"
+    data = ds.dataset(str(source), format=fmt)
+    if column not in data.schema.names:
+        raise AlexpError(f"{source} has no features column {column!r} (columns: {data.schema.names}); pass column=")
+    width = None
+    writer = None
+    try:
+        for batch in data.to_batches(batch_size=block_rows):
+            x = batch.column(column)
+            if width is None:
+                width = len(x[0]) if len(x) else 0
+                writer = ArrowWriter(out, width, shard_rows=shard_rows).__enter__()
+            if pc.any(pc.is_null(x)).as_py() or (len(x) and pc.min(pc.list_value_length(x)).as_py() != width):
+                raise AlexpError(f"{source}: column {column!r} must hold {width} numbers in every row")
+            X = np.asarray(pc.list_flatten(x).to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, width)
+            writer.append(X, **{k: batch.column(k).to_numpy(zero_copy_only=False)
+                                for k in batch.schema.names if k != column})
+    except BaseException as e:
+        if writer is not None:
+            writer.__exit__(type(e), e, e.__traceback__)
+        raise
+    if writer is None:
+        raise AlexpError(f"{source} holds no rows")
+    writer.__exit__(None, None, None)
+    return Path(out)

@@ -26,6 +26,7 @@ class PoolView:
     labels: NDArray[np.int64] | None = None  # the oracle's label per row, -1 if unlabeled or held out for eval
     n_classes: int = 2
     allowed: NDArray[np.bool_] | None = None  # optional restriction of the candidates (e.g. predicted positives)
+    engine: Any = None  # scores a pool on disk on a cluster (alexp.engine), or None: here, in this process
 
     def candidate_mask(self) -> NDArray[np.bool_]:
         """Rows a strategy may select: unlabeled and allowed."""
@@ -94,23 +95,35 @@ def select_top(score: Callable[[Any], NDArray], pool: PoolView, n: int, rng: np.
                chunk_size: int = 65_536) -> NDArray[np.intp]:
     """The n candidate rows with the highest `score(X[block])`, in one pass over the pool, best first.
 
-    Extra memory is one block's scores plus the running top n; seeded random order among equal scores.
-    """
+    Extra memory is one block's scores plus the running top n; seeded random order among equal scores. With an
+    engine (a pool on disk scored by a cluster, alexp.engine) each task makes this pass over its own range of
+    whole blocks and the driver merges the tasks' top n: the same rows in the same order."""
     salt = tie_salt(rng)
     mask = pool.candidate_mask()
+    if pool.engine is not None and is_disk(pool.X):
+        return pool.engine.top(score, pool.X, mask, n, salt, chunk_size)
+    return scan_top(score, pool.X, mask, n, salt, chunk_size)[0]
+
+
+def scan_top(score: Callable[[Any], NDArray], X, mask: NDArray[np.bool_], n: int, salt, chunk_size: int,
+             start: int = 0) -> tuple[NDArray[np.intp], NDArray]:
+    """(rows, scores) of the n best candidates (`mask`) of X, best first; X and mask cover rows start.. of the
+    pool, and blocks are cut at multiples of chunk_size from row 0 of the pool (a block's scores may depend on
+    the block, e.g. X @ w in float32, so every caller scores the same blocks)."""
     best_rows = np.empty(0, dtype=np.intp)
     best_scores = np.empty(0)
-    for start, stop in blocks(len(mask), chunk_size):
-        keep = mask[start:stop]
+    for lo, hi in blocks(len(mask), chunk_size):
+        keep = mask[lo:hi]
         if not keep.any():
             continue
-        rows = np.flatnonzero(keep) + start
-        if len(rows) == stop - start:
-            s = np.asarray(score(pool.X[start:stop])).ravel()
-        elif 2 * len(rows) < stop - start:  # a sparse restriction: score only its rows (a small copy)
-            s = np.asarray(score(pool.X[rows])).ravel()
+        rows = np.flatnonzero(keep) + lo
+        if len(rows) == hi - lo:
+            s = np.asarray(score(X[lo:hi])).ravel()
+        elif 2 * len(rows) < hi - lo:  # a sparse restriction: score only its rows (a small copy)
+            s = np.asarray(score(X[rows])).ravel()
         else:
-            s = np.asarray(score(pool.X[start:stop])).ravel()[keep]
+            s = np.asarray(score(X[lo:hi])).ravel()[keep]
+        rows = rows + start
         if len(best_rows) == n:  # only rows that can still enter the top n
             enter = s >= best_scores[-1]
             s, rows = s[enter], rows[enter]
@@ -118,7 +131,7 @@ def select_top(score: Callable[[Any], NDArray], pool: PoolView, n: int, rng: np.
         s = np.concatenate([best_scores, s])
         order = top_k(s, rows, n, salt)
         best_rows, best_scores = rows[order], s[order]
-    return best_rows
+    return best_rows, best_scores
 
 
 def candidates(pool: PoolView, max_candidates: int | None, n: int, rng: np.random.Generator) -> NDArray[np.intp]:
