@@ -89,9 +89,9 @@ def test_an_alexp_run_with_engine_dask_equals_one_without(alexp, tmp_path):
     """A whole run on an Arrow pool with engine=dask (a local cluster of 2 workers): the same rows labelled in
     the same rounds and the same metrics as the run without an engine; the engine is not part of the run key."""
     args = ["data=synthetic_disk", "data.format=arrow", "data.n_rows=30000", "data.n_features=8",
-            "data.n_informative=3", "data.shard_rows=7000", "data.block_rows=5000",
-            f"data.cache_dir={tmp_path}/cache",
-            "budget=small", "budget.batch_size=40", "acquisition=margin", "acquisition.chunk_size=2048", "progress=false"]
+            "data.n_informative=3", "data.shard_rows=7000", "data.block_rows=5000", f"data.cache_dir={tmp_path}/cache",
+            "budget=small", "budget.batch_size=40", "acquisition=margin", "acquisition.chunk_size=2048",
+            "progress=false"]
     results = {}
     for name, extra in {"here": [], "cluster": ["engine=dask", "engine.rows_per_task=6000"]}.items():
         cwd = tmp_path / name
