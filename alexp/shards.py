@@ -326,6 +326,20 @@ class DiskArray:
         view._index = index if self._index is None else self._index[index]
         return view
 
+    def stored(self) -> DiskArray:
+        """Every stored row, whatever rows this view holds."""
+        whole = copy.copy(self)
+        whole._index = None
+        return whole
+
+    def stored_rows(self) -> NDArray[np.int64]:
+        """The stored row of each of this view's rows."""
+        return np.arange(self.n_stored) if self._index is None else self._index
+
+    @property
+    def files(self) -> list[Path]:
+        return list(dict.fromkeys(self._files))
+
     def window(self, start: int, stop: int) -> DiskArray:
         """A view of rows start..stop-1 that carries only its own part of this view's index (to ship to a worker)."""
         view = copy.copy(self)

@@ -13,6 +13,7 @@ from alexp.acquisition.boundary import BoundaryPairs
 from alexp.acquisition.committee import KLDisagreement, VoteEntropy, consensus_kl, vote_entropy
 from alexp.acquisition.diversity import Badge, Coreset, k_center_greedy
 from alexp.acquisition.hybrid import ClassBalanced, ClusterMargin
+from alexp.acquisition.neighbours import Neighbours
 from alexp.acquisition.upper_bound import GreedyOracle
 from alexp.acquisition.uncertainty import (DensityWeighted, Entropy, LeastConfidence, Margin, Random, entropy,
                                            least_confidence, margin)
@@ -20,6 +21,6 @@ from alexp.acquisition.uncertainty import (DensityWeighted, Entropy, LeastConfid
 __all__ = [
     "Acquisition", "PoolView", "blocks", "check_compatible", "select_top", "top_k",
     "Random", "Entropy", "Margin", "LeastConfidence", "DensityWeighted", "VoteEntropy", "KLDisagreement", "Coreset",
-    "Badge", "ClusterMargin", "ClassBalanced", "BoundaryPairs", "Bald", "BatchBald", "GreedyOracle",
+    "Badge", "ClusterMargin", "ClassBalanced", "Neighbours", "BoundaryPairs", "Bald", "BatchBald", "GreedyOracle",
     "entropy", "margin", "least_confidence", "vote_entropy", "consensus_kl", "k_center_greedy", "bald", "batch_bald",
 ]
