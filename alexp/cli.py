@@ -19,7 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from alexp import lifeline, plural
-from alexp.errors import UserError, user_error
+from alexp.errors import UserError, job_lost, user_error
 from alexp.lifeline import Stopped
 
 QUIET = ("-h", "--help", "--hydra-help", "-c", "--cfg", "--info", "--version", "--resolve", "-sc",
@@ -59,6 +59,10 @@ def main() -> None:
                       if command else "; every label accepted so far is saved: run the same command again to "
                       "continue"), file=sys.stderr, flush=True)
                 sys.exit(stopped.exit_code)
+            lost = job_lost(e)
+            if lost is not None:
+                print(f"alexp: {lost}", file=sys.stderr)
+                sys.exit(1)
             message = str(e) if isinstance(e, UserError) else user_error(e)
             if message is None:
                 raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import errno
 import re
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -54,6 +55,18 @@ def user_error(e: BaseException) -> str | None:
         cause = e.__cause__
         return user_error(cause) if cause is not None and user_error(cause) else first_line(e)
     return resource_fault(e)
+
+
+def job_lost(error: BaseException) -> str | None:
+    """One line for a sweep job that ended without a result (killed, out of memory or time: submitit's
+    UncompletedJobError); None for anything else."""
+    for e in causes(error):
+        if type(e).__name__ == "UncompletedJobError" and type(e).__module__.startswith("submitit"):
+            where = re.search(r"Job (\S+) \(task: \d+\) with path (\S+)", str(e))
+            job = f"job {where.group(1)} ({Path(where.group(2)).parent})" if where else "a job"
+            return (f"a sweep job ended without a result: {job} was killed or ran out of memory or time; the other "
+                    f"jobs ran to their end. {RERUN.capitalize()}: finished jobs are reported, the others resume")
+    return None
 
 
 FULL = (errno.ENOSPC, errno.EDQUOT)
