@@ -79,7 +79,8 @@ def mlflow_server(store: str, folder: Path):
                 break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"mlflow server did not start:\n{(folder / 'server.log').read_text()[-3000:]}")
+                    log = (folder / 'server.log').read_text()[-3000:]
+                    raise AssertionError(f"mlflow server did not start:\n{log}") from None
                 time.sleep(0.3)
         yield f"http://127.0.0.1:{port}"
     finally:
