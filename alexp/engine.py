@@ -66,7 +66,7 @@ class Dask:
                 self._client = Client(cluster)
             else:
                 try:
-                    self._client = Client(self.address, timeout="20s")
+                    self._client = Client(self.address, timeout="10s")
                 except OSError as e:
                     raise AlexpError(f"engine.address={self.address!r}: no Dask scheduler answers there ({e}); "
                                      "start one (dask scheduler; dask worker ADDRESS) or set engine.address=null "

@@ -272,6 +272,7 @@ def run(cfg: DictConfig) -> Outcome:
             _record(found.run_id)
             return Outcome(found.run_id, found.name, message=_finished_line(found), final=found.metrics)
         parts = build(cfg)
+        _check_engine(cfg, parts)
         state = LoopState.load(checkpoint) if checkpoint.is_file() else None
         if state is not None and state.run_id and tracking.run_gone(uri, state.run_id):
             aside = checkpoint.with_name(f"{key}.deleted-run-{state.run_id}.npz")
@@ -317,6 +318,18 @@ def run(cfg: DictConfig) -> Outcome:
         _forget(checkpoint)
     return Outcome(tracker.run_id, parts.run_name, history=state.history, stopped_by=state.stopped_by,
                    final=state.history[-1])
+
+
+def _check_engine(cfg: DictConfig, parts: Parts) -> None:
+    """engine=dask scores pools on disk: an in-memory pool is refused by name."""
+    from alexp.shards import is_disk
+
+    if cfg.get("engine") is None:
+        return
+    if not is_disk(parts.X_pool):
+        raise AlexpError(f"engine={choices().get('engine')}: the engine scores pools on disk, and data="
+                         f"{choices().get('data')} is in memory; use data=shards, data=synthetic_disk or "
+                         "features.on_disk=true, or drop engine= (a pool in memory is scored here)")
 
 
 def _forget(checkpoint: Path) -> None:

@@ -17,15 +17,30 @@
     each 1 thread), into a fresh MLflow store: wall time of the whole command and the FINISHED runs it
     logged. Each process pays ~6 s of imports before its first job.
 
+(c) The selection pass on the engine (--engine): Arrow pools of 10M x 384 and 100M x 64 float32 (15.4 and 25.6 GB;
+    384 features at 100M rows would need 154 GB of disk, more than this machine has), margin of a logistic
+    model (fitted on 2,000 rows) over every row, top 1,000. Each pass runs in a child process, with the page
+    cache dropped before it when this user may (cold: read from disk; else it says warm):
+    read       one sequential pass of plain file reads over the pool's files: the disk's floor
+    1 proc     alexp's single-process pass (select_top) with 1 and 2 BLAS threads
+    dask N     engine=dask on a local cluster of N single-threaded workers (N = 1, 2); start s is the
+               cluster's start (once per run), not in the pass
+    Columns: pass seconds, rows/s, rows/s per core, the pass against two floors (x floor: pass time / floor time):
+    the memory-bandwidth floor (1M x 384 float32 in 0.074 s on 2 threads, benchmarks/selection.py: 20.8 GB/s)
+    and the read pass's time; the driver's peak RSS (its own, not the workers'), and whether the picks equal
+    the single-process picks. Then a projection to 10^9-10^11 rows on N nodes, with its assumptions.
+
 Run from the repository root (stdout only; the pools go to $ALEXP_CACHE_DIR or ~/.cache/alexp, MB = 2**20 B):
     python benchmarks/scale.py                      # 1M and 10M rows, then the sweeps (~10 min on 2 cores, 17 GB)
     python benchmarks/scale.py --sizes 1000000      # one size
     python benchmarks/scale.py --skip-sweep         # pools only
+    python benchmarks/scale.py --skip-pools --skip-sweep --engine   # (c) only (~41 GB of pools; ~30 min)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -124,11 +139,135 @@ def sweep() -> None:
     print("ratio: joblib wall time / basic (serial) wall time")
 
 
+MEMORY_FLOOR_GBS = 384 * 4 * 1e6 / 0.074 / 1e9  # benchmarks/selection.py: 1M x 384 float32 in 0.074 s, 2 threads
+ENGINE_POOLS = [(10_000_000, 384), (100_000_000, 64)]
+
+PASS = r"""
+import json, os, resource, sys, time
+import numpy as np
+pool, mode, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+from threadpoolctl import threadpool_limits
+threadpool_limits(threads)
+from sklearn.linear_model import LogisticRegression
+from alexp import shards
+from alexp.acquisition.base import scan_top, tie_salt
+from alexp.acquisition.uncertainty import margin, uncertainty_scorer
+from alexp.engine import Dask
+
+def drop_caches():
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("1")
+        return True
+    except OSError:
+        return False
+
+def main():
+    X = shards.DiskArray(pool)
+    out = {}
+    if mode == "read":
+        out["cold"] = drop_caches()
+        t, buf = time.perf_counter(), bytearray(16 << 20)
+        for file in X.files:
+            with open(file, "rb", buffering=0) as f:
+                while f.readinto(buf):
+                    pass
+        out["pass_s"] = time.perf_counter() - t
+    else:
+        y = shards.read_column(pool, "y")
+        rows = np.sort(np.random.default_rng(0).choice(len(X), 2000, replace=False))
+        model = LogisticRegression(max_iter=1000).fit(X[rows], y[rows])
+        score, mask = uncertainty_scorer(model, 2, margin), np.ones(len(X), dtype=bool)
+        mask[rows] = False
+        salt = tie_salt(np.random.default_rng(1))
+        engine = None
+        if mode.startswith("dask"):
+            t = time.perf_counter()
+            engine = Dask(workers=int(mode[4:]))
+            engine.client.wait_for_workers(engine.workers)
+            out["start_s"] = time.perf_counter() - t
+        out["cold"] = drop_caches()
+        t = time.perf_counter()
+        picks = (engine.top(score, X, mask, 1000, salt, 65536) if engine is not None
+                 else scan_top(score, X, mask, 1000, salt, 65536)[0])
+        out["pass_s"] = time.perf_counter() - t
+        out["picks"] = __import__("hashlib").sha256(picks.astype(np.int64).tobytes()).hexdigest()[:16]
+        if engine is not None:
+            engine.close()
+    out["driver_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(out))
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def engine_passes() -> None:
+    from alexp.data import SyntheticOnDisk
+
+    print(f"\n(c) the selection pass on the engine: margin top 1,000 over every row of an Arrow pool; floors: memory "
+          f"bandwidth {MEMORY_FLOOR_GBS:.1f} GB/s (2 threads), the read pass")
+    print(f"{'rows':>11} {'d':>3} {'GB':>5} | {'mode':>8} {'cores':>5} {'cache':>5} {'start s':>7} {'pass s':>7} "
+          f"{'rows/s':>11} {'/core':>10} {'x mem floor':>11} {'x read':>6} {'driver MB':>9} {'same picks':>10}")
+    measured = {}
+    for n, d in ENGINE_POOLS:
+        gen = SyntheticOnDisk(n_rows=n, n_features=d, cache_dir=CACHE, progress=False, format="arrow",
+                              noise_scale=0.1)
+        if not __import__("alexp.shards").shards.is_pool(gen.folder):
+            t = time.perf_counter()
+            gen.load()
+            print(f"  (generated {gen.folder} in {time.perf_counter() - t:.0f} s)")
+        gb = n * d * 4 / 1e9
+        floor = gb / MEMORY_FLOOR_GBS
+        reference, read_s = None, None
+        for mode, cores in (("read", 1), ("single", 1), ("single", 2), ("dask1", 1), ("dask2", 2)):
+            wall, _, out = measure(child(PASS) + [str(gen.folder), mode, str(cores)])
+            m = json.loads(out.strip().splitlines()[-1])
+            if mode == "read":
+                read_s = m["pass_s"]
+            reference = m.get("picks") if mode == "single" and reference is None else reference
+            same = "" if mode == "read" else str(m["picks"] == reference)
+            name = {"read": "read", "single": "1 proc", "dask1": "dask 1", "dask2": "dask 2"}[mode]
+            start = f"{m['start_s']:7.1f}" if "start_s" in m else f"{'':>7}"
+            print(f"{n:>11,} {d:>3} {gb:5.1f} | {name:>8} {cores:>5} {'cold' if m['cold'] else 'warm':>5} {start} "
+                  f"{m['pass_s']:7.1f} {n / m['pass_s']:11,.0f} {n / m['pass_s'] / cores:10,.0f} "
+                  f"{m['pass_s'] / floor:11.1f} {m['pass_s'] / read_s:6.2f} {m['driver_mb']:9.0f} {same:>10}")
+            measured[(n, mode)] = m["pass_s"]
+    project(measured)
+
+
+def project(measured: dict) -> None:
+    """Seconds per pass at 10^9-10^11 rows x 384 float32 on N nodes like this one, from the measured passes."""
+    n, d = ENGINE_POOLS[-1]
+    node_gbs = n * d * 4 / 1e9 / measured[(n, "dask2")]  # a 2-core node's cold rate, bytes of features per second
+    print(f"\nprojection: one selection pass over R rows x 384 float32 on N nodes like this one (2 cores), each "
+          f"reading its own share at the measured cold rate of `dask 2` on {n:,} rows ({node_gbs:.2f} GB/s per "
+          "node); assumes storage that serves every node at that rate at once (local disks or a parallel file "
+          "system), one scheduler handling the tasks one after another (1M rows each: 2 ms per task measured here, "
+          "`benchmarks/engines.py`), and the driver merging 1,000 rows per task (negligible below 10^6 tasks)")
+    rows = [10**9, 10**10, 10**11]
+    nodes = [1, 10, 100, 1000]
+    print(f"{'rows':>8} | " + " ".join(f"{f'{k} node' + ('s' if k > 1 else ''):>14}" for k in nodes))
+    for r in rows:
+        cells = []
+        for k in nodes:
+            seconds = r * 384 * 4 / 1e9 / (node_gbs * k) + 0.002 * r / 1e6  # + the tasks through one scheduler
+            cells.append(f"{_human(seconds):>14}")
+        print(f"{r:>8.0e} | " + " ".join(cells))
+
+
+def _human(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
+        f"{seconds / 3600:.1f} h"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--skip-pools", action="store_true")
+    parser.add_argument("--engine", action="store_true", help="(c): the selection pass on the engine")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}; "
           f"pools in {CACHE}\n")
@@ -136,6 +275,8 @@ def main() -> None:
         disk_pools(args.sizes)
     if not args.skip_sweep:
         sweep()
+    if args.engine:
+        engine_passes()
 
 
 if __name__ == "__main__":

@@ -116,3 +116,6 @@ def test_bad_engine_settings_are_named(alexp, tmp_path):
                 "data.n_features=4", "data.n_informative=2", f"data.cache_dir={tmp_path}/cache", "budget=small",
                 "progress=false", cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "engine.address='tcp://127.0.0.1:9': no Dask scheduler answers" in bad.stderr
+    memory = alexp("engine=dask", "budget=small", "data.n_rows=3000", "progress=false", cwd=tmp_path, check=False)
+    assert memory.returncode == 2 and "engine=dask: the engine scores pools on disk, and data=synthetic is in " \
+        "memory" in memory.stderr
