@@ -417,8 +417,9 @@ class DiskArray:
 
     def _gather(self, stored: NDArray[np.int64]) -> NDArray:
         """Stored rows in the given order, read as runs of nearby rows: rows closer than ~16 KB are read in one
-        span (and the rows between dropped), a span is at most BLOCK_ROWS rows. Memory: the output plus one
-        span; nothing is memory-mapped, so pages read never stay in the process's resident memory."""
+        span (and the rows between dropped), a span is at most BLOCK_ROWS rows; a row alone is read with one
+        pread into its place. Memory: twice the output plus one span; nothing is memory-mapped, so pages read
+        never stay in the process's resident memory."""
         if not len(stored):
             return np.empty((0, self.n_features), dtype=self.dtype)
         if stored.min() < 0 or stored.max() >= self.n_stored:
@@ -426,19 +427,34 @@ class DiskArray:
         if stored[-1] - stored[0] == len(stored) - 1 and (np.diff(stored) == 1).all():
             with self._open() as files:  # consecutive rows: read straight into the output
                 return self._read(int(stored[0]), int(stored[-1]) + 1, files)
-        out = np.empty((len(stored), self.n_features), dtype=self.dtype)
         order = np.argsort(stored, kind="stable")
         rows = stored[order]
         gap = max(1, 16_384 // (self.n_features * self.dtype.itemsize))
-        cut = np.flatnonzero(np.diff(rows) > gap) + 1
+        shard = np.searchsorted(self._starts, rows, side="right") - 1
+        cut = np.flatnonzero((np.diff(rows) > gap) | (np.diff(shard) != 0)) + 1
+        first, last = np.concatenate([[0], cut]), np.concatenate([cut, [len(rows)]]) - 1  # each run's rows
+        row_bytes = self.n_features * self.dtype.itemsize
+        target = np.empty((len(rows), self.n_features), dtype=self.dtype)  # rows in stored order
         with self._open() as files:
-            for run in np.split(np.arange(len(rows)), cut):
-                while len(run):  # a long run is read in spans of at most BLOCK_ROWS rows
-                    lo = rows[run[0]]
-                    n = int(np.searchsorted(rows[run], lo + BLOCK_ROWS))
-                    part, run = run[:n], run[n:]
-                    span = self._read(int(lo), int(rows[part[-1]]) + 1, files)
-                    out[order[part]] = span[rows[part] - lo]
+            offsets = np.zeros(len(self._files), dtype=np.int64)
+            for s in np.unique(shard).tolist():
+                offsets[s] = self._offset(s)
+                if self._files[s] not in files:
+                    files[self._files[s]] = open(self._files[s], "rb")
+            at = offsets[shard] + (rows - self._starts[shard]) * row_bytes  # each row's byte in its file
+            fds = [files[f].fileno() if f in files else -1 for f in self._files]
+            for a, b, s in zip(first.tolist(), last.tolist(), shard[first].tolist()):
+                if a == b:  # a row alone (scattered rows, e.g. a sparse candidate set): read into its place
+                    os.preadv(fds[s], [target[a]], int(at[a]))
+                    continue
+                while a <= b:  # a run of nearby rows: spans of at most BLOCK_ROWS rows, the rows between dropped
+                    lo = rows[a]
+                    n = int(np.searchsorted(rows[a:b + 1], lo + BLOCK_ROWS))
+                    span = self._read(int(lo), int(rows[a + n - 1]) + 1, files)
+                    target[a:a + n] = span[rows[a:a + n] - lo]
+                    a += n
+        out = np.empty_like(target)
+        out[order] = target
         return out
 
 

@@ -103,7 +103,7 @@ def test_bad_blocks_and_folders_are_named(tmp_path):
     (tmp_path / "q" / "meta.json").write_text(json.dumps({**meta, "n_features": 3}))
     with pytest.raises(AlexpError, match="x-00000.npy holds"):
         shards.DiskArray(tmp_path / "q")[:2]
-    with pytest.raises(AlexpError, match="no shard folder at"):
+    with pytest.raises(AlexpError, match="no pool at"):
         Shards(str(tmp_path / "absent")).load()
 
 
@@ -191,3 +191,55 @@ def test_alexp_streams_text_embeddings_written_to_disk_by_the_features_step(alex
     assert [m.step for m in client.get_metric_history(found[0].info.run_id, "kappa")] == [10, 20, 30, 40, 50, 60]
     folder, = (p for p in (tmp_path / "cache").glob("emb-*") if p.is_dir())  # beside it: its lock file
     assert shards.read_meta(folder)["shard_rows"] == [400]
+
+
+def test_an_arrow_pool_reads_back_exactly_and_any_arrow_reader_reads_it(tmp_path):
+    """ArrowWriter: uncompressed Arrow IPC files, a record batch per block; alexp reads any row in place, polars
+    reads the same table; scattered, clustered, repeated and unordered gathers all equal numpy's."""
+    import polars as pl
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((1000, 5)).astype(np.float32)
+    y = (rng.random(1000) < 0.2).astype(np.int8)
+    with shards.ArrowWriter(tmp_path / "pool", 5, shard_rows=300, meta={"made": "here"}) as w:
+        for a in range(0, 1000, 128):
+            w.append(X[a:a + 128], y=y[a:a + 128], ids=np.arange(a, min(a + 128, 1000)))
+    assert sorted(p.name for p in (tmp_path / "pool").iterdir()) == [f"part-0000{i}.arrow" for i in range(4)]
+    disk = shards.DiskArray(tmp_path / "pool")
+    assert disk.shape == (1000, 5) and shards.is_pool(tmp_path / "pool")
+    np.testing.assert_array_equal(disk[:], X)
+    for rows in (rng.choice(1000, 50, replace=False), np.sort(rng.choice(1000, 400, replace=False)),
+                 np.array([999, 0, 0, 299, 300, 301, 5]), np.arange(250, 350)):
+        np.testing.assert_array_equal(disk[rows], X[rows])
+    np.testing.assert_array_equal(shards.read_column(tmp_path / "pool", "y"), y)
+    table = pl.read_ipc(tmp_path / "pool" / "part-00001.arrow")
+    np.testing.assert_array_equal(table["x"].to_numpy(), X[300:600])
+    assert table.schema["x"] == pl.Array(pl.Float32, 5)
+    table = Shards(str(tmp_path / "pool")).load()
+    assert len(table) == 1000 and table.ids[-1] == 999
+
+
+def test_parquet_shards_and_compressed_arrow_convert_to_an_arrow_pool(stored, tmp_path):
+    import polars as pl
+
+    X = np.random.default_rng(4).standard_normal((700, 3)).astype(np.float32)
+    y = np.arange(700) % 2
+    (tmp_path / "pq").mkdir()
+    pl.DataFrame({"emb": X, "y": y}).write_parquet(tmp_path / "pq" / "a.parquet", row_group_size=100)
+    shards.convert(tmp_path / "pq", tmp_path / "from_parquet", column="emb", shard_rows=256, block_rows=128)
+    np.testing.assert_array_equal(shards.DiskArray(tmp_path / "from_parquet")[:], X)
+    np.testing.assert_array_equal(shards.read_column(tmp_path / "from_parquet", "y"), y)
+    with pytest.raises(AlexpError, match="no features column 'x'"):
+        shards.convert(tmp_path / "pq", tmp_path / "bad")
+    pl.DataFrame({"x": X}).write_ipc(tmp_path / "zstd.arrow", compression="zstd")
+    with pytest.raises(AlexpError, match="is compressed; write it uncompressed"):
+        shards.DiskArray(tmp_path / "zstd.arrow")
+    shards.convert(tmp_path / "zstd.arrow", tmp_path / "plain")
+    np.testing.assert_array_equal(shards.DiskArray(tmp_path / "plain")[:], X)
+    pl.DataFrame({"x": X.astype(np.float64)}).write_ipc(tmp_path / "f64.arrow", compression="uncompressed")
+    with pytest.raises(AlexpError, match=r"must be fixed_size_list<float32>\[d\]"):
+        shards.DiskArray(tmp_path / "f64.arrow")
+    original, _ = stored
+    shards.convert(tmp_path / "pool", tmp_path / "from_shards")
+    np.testing.assert_array_equal(shards.DiskArray(tmp_path / "from_shards")[:], original)
+    np.testing.assert_array_equal(shards.read_column(tmp_path / "from_shards", "y"), np.arange(60) % 2)
