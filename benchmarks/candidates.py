@@ -8,7 +8,8 @@ state, with margin over the whole pool (one single-process pass). Printed per ro
     recall         |candidate-mode batch ∩ exhaustive batch| / batch: how much of the exhaustive top-k it finds
     pick pct       the median exhaustive margin rank of the candidate-mode picks, as a percentile of the pool
                    (0.01% = among the 0.01% most uncertain rows)
-    s              seconds of the candidate mode (look-up + scoring) and of the exhaustive pass, and the speed-up
+    s              seconds of the candidate mode (look-up of the new labelled rows' neighbours + scoring) and of
+                   the exhaustive pass, and the speed-up; --cold empties the page cache before each (from disk)
 Before the rounds: the index's one-off build (seconds, memory of its codes) and its own recall: for 200 labelled
 rows, |approximate 100 nearest ∩ exact 100 nearest| / 100 (the exact ones by a brute-force pass).
 
@@ -21,6 +22,19 @@ import argparse
 import time
 
 import numpy as np
+
+
+def drop_caches() -> bool:
+    """Empty the page cache (root only): the next reads come from disk."""
+    import os
+
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("1")
+        return True
+    except OSError:
+        return False
 
 
 def exact_knn(X, queries: np.ndarray, k: int) -> np.ndarray:
@@ -46,6 +60,7 @@ def main() -> None:
     parser.add_argument("--nprobe", type=int, default=32)
     parser.add_argument("--index", default="auto")
     parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--cold", action="store_true", help="drop the page cache before each timed selection")
     args = parser.parse_args()
     import faiss
     from sklearn.linear_model import LogisticRegression
@@ -60,7 +75,7 @@ def main() -> None:
           f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads")
     strategy = Neighbours(base=Margin(), k=args.k, index=args.index, nprobe=args.nprobe, cache_dir=args.cache_dir)
     t = time.perf_counter()
-    index, _ = strategy.built(X)
+    index, _, _ = strategy.built(X)
     build = time.perf_counter() - t
     codes = index.sa_code_size() * index.ntotal / 2**30 if hasattr(index, "sa_code_size") else float("nan")
     print(f"index {index.__class__.__name__} ({args.index}): built (or loaded) in {build:.0f} s; "
@@ -75,15 +90,21 @@ def main() -> None:
     _, approx = index.search(queries, 100)
     recall = np.mean([len(np.intersect1d(a, e)) / 100 for a, e in zip(approx, exact)])
     print(f"index recall@100 on 200 labelled rows: {recall:.3f} (exact neighbours by a {exact_s:.0f} s pass)\n")
+    cache = "cold" if args.cold and drop_caches() else "warm"
+    print(f"page cache before each timed selection: {cache}")
     print(f"{'round':>5} {'labels':>7} {'candidates':>10} {'share':>7} {'recall':>6} {'pick pct':>8} "
-          f"{'cand s':>7} {'exhaustive s':>12} {'speed-up':>8}")
+          f"{'cand s':>7} {'(look-up':>8} {'score)':>6} {'exhaustive s':>12} {'speed-up':>8}")
     for r in range(1, args.rounds + 1):
         labeled = np.flatnonzero(labeled_in >= 0)
         model = LogisticRegression(max_iter=1000).fit(X[labeled], y[labeled])
         pool = PoolView(X, labeled_in, np.where(labeled_in >= 0, y, -1))
+        if cache == "cold":
+            drop_caches()
         t = time.perf_counter()
         picks = strategy(model, pool, args.batch, np.random.default_rng(r))
         cand_s = time.perf_counter() - t
+        if cache == "cold":
+            drop_caches()
         t = time.perf_counter()
         full = Margin()(model, pool, args.batch, np.random.default_rng(r))
         full_s = time.perf_counter() - t
@@ -95,6 +116,7 @@ def main() -> None:
         overlap = len(np.intersect1d(picks, full)) / args.batch
         print(f"{r:>5} {len(labeled):>7,} {strategy.stats['candidates']:>10,} "
               f"{100 * strategy.stats['candidate_share']:6.2f}% {overlap:6.3f} {pct:7.3f}% {cand_s:7.2f} "
+              f"{strategy.timings['search_seconds']:8.2f} {strategy.timings['score_seconds']:6.2f} "
               f"{full_s:12.1f} {full_s / cand_s:7.1f}x")
         labeled_in[picks] = r
 

@@ -43,9 +43,9 @@ def auto_index(n_rows: int) -> str:
 class Neighbours:
     """The base strategy's batch among the unlabelled k nearest neighbours of the labelled rows (SEALS).
 
-    After each call `stats` holds `candidates` (rows the base strategy scored) and `candidate_share` (their share
-    of the unlabelled pool). Fewer candidates than the batch are topped up with random unlabelled rows
-    (`topped_up`)."""
+    After each call `stats` holds `candidates` (rows the base strategy scored) and `candidate_share` (their
+    share of the unlabelled pool), `timings` the seconds of its look-up and scoring. Fewer candidates than the
+    batch are topped up with random unlabelled rows (`topped_up`). Each labelled row is looked up once per run."""
 
     reads_features: ClassVar[bool] = True  # compares feature vectors (not for raw-text models)
 
@@ -57,6 +57,7 @@ class Neighbours:
     random_state: int = 0  # the training sample's seed
     cache_dir: str | None = None  # where an index over a pool on disk is kept between runs (null: not kept)
     stats: dict = field(default_factory=dict, compare=False, repr=False)
+    timings: dict = field(default_factory=dict, compare=False, repr=False)  # seconds of the last call's parts
     _built: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -66,29 +67,37 @@ class Neighbours:
                 raise AlexpError(f"acquisition.{name} must be a positive integer, got {value!r}")
 
     def __call__(self, model, pool: PoolView, n: int, rng: np.random.Generator) -> NDArray[np.intp]:
-        index, stored = self.built(pool.X)
+        import time
+
+        started = time.perf_counter()
+        index, stored, found = self.built(pool.X)
         labeled = pool.labeled()
+        new = labeled[[row not in found for row in labeled.tolist()]]  # looked up once per run
+        for a, b in blocks(len(new), 4096):
+            _, ids = index.search(np.ascontiguousarray(pool.X[new[a:b]], dtype=np.float32), self.k)
+            for row, hits in zip(new[a:b].tolist(), ids):
+                found[row] = _positions(hits, stored)
         unlabeled = pool.candidate_mask()
-        found = []
-        for a, b in blocks(len(labeled), 4096):
-            _, ids = index.search(np.ascontiguousarray(pool.X[labeled[a:b]], dtype=np.float32), self.k)
-            found.append(_positions(ids.ravel(), stored))
-        rows = np.unique(np.concatenate(found)) if found else np.empty(0, dtype=np.intp)
+        rows = np.unique(np.concatenate([found[row] for row in labeled.tolist()] or [np.empty(0, np.intp)]))
         rows = rows[unlabeled[rows]]
+        search = time.perf_counter() - started
         topped = 0
         if len(rows) < n:  # too few: random unlabelled rows as well
             rest = np.setdiff1d(np.flatnonzero(unlabeled), rows)
             extra = rng.choice(rest, min(n - len(rows), len(rest)), replace=False)
             rows, topped = np.sort(np.concatenate([rows, extra])), len(extra)
+        picks = self.base(model, pool.restrict(rows), n, rng)
         self.stats.clear()
         self.stats.update(candidates=len(rows), candidate_share=len(rows) / max(1, int(unlabeled.sum())),
                           topped_up=topped)
-        return self.base(model, pool.restrict(rows), n, rng)
+        self.timings.update(search_seconds=search, score_seconds=time.perf_counter() - started - search)
+        return picks
 
-    def built(self, X) -> tuple[Any, NDArray[np.int64] | None]:
-        """(faiss index, stored row of each pool position or None): over every stored row of a pool on disk (one
-        index serves every split and seed of that pool), else over the pool's rows; built once per run, and kept
-        in cache_dir for a pool on disk."""
+    def built(self, X) -> tuple[Any, NDArray[np.int64] | None, dict]:
+        """(faiss index, stored row of each pool position or None, the neighbours found so far by pool row): the
+        index is over every stored row of a pool on disk (one index serves every split and seed of that pool),
+        else over the pool's rows; built once per run, and kept in cache_dir for a pool on disk. A row's
+        neighbours depend only on the row, so a resumed run finds the same ones."""
         key = (id(X), X.shape)
         if key not in self._built:
             self._built.clear()
@@ -96,7 +105,7 @@ class Neighbours:
             if stored is not None and len(stored) > 1 and not (np.diff(stored) > 0).all():
                 stored = None  # a view in another order: an index over its own rows
             source = X.stored() if stored is not None else X
-            self._built[key] = (self._load_or_build(source), stored)
+            self._built[key] = (self._load_or_build(source), stored, {})
         return self._built[key]
 
     def _load_or_build(self, X):
