@@ -243,3 +243,12 @@ def test_parquet_shards_and_compressed_arrow_convert_to_an_arrow_pool(stored, tm
     shards.convert(tmp_path / "pool", tmp_path / "from_shards")
     np.testing.assert_array_equal(shards.DiskArray(tmp_path / "from_shards")[:], original)
     np.testing.assert_array_equal(shards.read_column(tmp_path / "from_shards", "y"), np.arange(60) % 2)
+
+
+def test_thousands_of_scattered_rows_are_read_on_several_threads_exactly(tmp_path, monkeypatch):
+    X = np.random.default_rng(5).standard_normal((30_000, 4)).astype(np.float32)
+    with shards.ArrowWriter(tmp_path / "pool", 4, shard_rows=7_000) as w:
+        w.append(X)
+    monkeypatch.setattr(shards, "NEARBY_BYTES", 0)  # every row not next to another is read alone
+    rows = np.random.default_rng(6).permutation(np.arange(0, 30_000, 3))[:6000]
+    np.testing.assert_array_equal(shards.DiskArray(tmp_path / "pool")[rows], X[rows])
