@@ -24,7 +24,7 @@
     read       one sequential pass of plain file reads over the pool's files: the disk's floor
     1 proc     alexp's single-process pass (select_top) with 1 and 2 BLAS threads
     dask N     engine=dask on a local cluster of N single-threaded workers (N = 1, 2); start s is the
-               cluster's start (once per run), not in the pass
+               cluster's start and the workers' first task (imports; once per run), not in the pass
     Columns: pass seconds, rows/s, rows/s per core, the pass against two floors (x floor: pass time / floor time):
     the memory-bandwidth floor (1M x 384 float32 in 0.074 s on 2 threads, benchmarks/selection.py: 20.8 GB/s)
     and the read pass's time; the driver's peak RSS (its own, not the workers'), and whether the picks equal
@@ -186,6 +186,9 @@ def main():
             t = time.perf_counter()
             engine = Dask(workers=int(mode[4:]))
             engine.client.wait_for_workers(engine.workers)
+            first = np.zeros(len(X), dtype=bool)
+            first[:65536 * engine.workers] = True
+            engine.top(score, X, first, 10, salt, 65536)  # the workers import what the scorer needs (once a run)
             out["start_s"] = time.perf_counter() - t
         out["cold"] = drop_caches()
         t = time.perf_counter()
@@ -203,7 +206,7 @@ if __name__ == "__main__":
 """
 
 
-def engine_passes() -> None:
+def engine_passes(pools: list[tuple[int, int]]) -> None:
     from alexp.data import SyntheticOnDisk
 
     print(f"\n(c) the selection pass on the engine: margin top 1,000 over every row of an Arrow pool; floors: memory "
@@ -211,7 +214,7 @@ def engine_passes() -> None:
     print(f"{'rows':>11} {'d':>3} {'GB':>5} | {'mode':>8} {'cores':>5} {'cache':>5} {'start s':>7} {'pass s':>7} "
           f"{'rows/s':>11} {'/core':>10} {'x mem floor':>11} {'x read':>6} {'driver MB':>9} {'same picks':>10}")
     measured = {}
-    for n, d in ENGINE_POOLS:
+    for n, d in pools:
         gen = SyntheticOnDisk(n_rows=n, n_features=d, cache_dir=CACHE, progress=False, format="arrow",
                               noise_scale=0.1)
         if not __import__("alexp.shards").shards.is_pool(gen.folder):
@@ -234,12 +237,11 @@ def engine_passes() -> None:
                   f"{m['pass_s']:7.1f} {n / m['pass_s']:11,.0f} {n / m['pass_s'] / cores:10,.0f} "
                   f"{m['pass_s'] / floor:11.1f} {m['pass_s'] / read_s:6.2f} {m['driver_mb']:9.0f} {same:>10}")
             measured[(n, mode)] = m["pass_s"]
-    project(measured)
+    project(measured, *pools[-1])
 
 
-def project(measured: dict) -> None:
+def project(measured: dict, n: int, d: int) -> None:
     """Seconds per pass at 10^9-10^11 rows x 384 float32 on N nodes like this one, from the measured passes."""
-    n, d = ENGINE_POOLS[-1]
     node_gbs = n * d * 4 / 1e9 / measured[(n, "dask2")]  # a 2-core node's cold rate, bytes of features per second
     print(f"\nprojection: one selection pass over R rows x 384 float32 on N nodes like this one (2 cores), each "
           f"reading its own share at the measured cold rate of `dask 2` on {n:,} rows ({node_gbs:.2f} GB/s per "
@@ -268,6 +270,8 @@ def main() -> None:
     parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--skip-pools", action="store_true")
     parser.add_argument("--engine", action="store_true", help="(c): the selection pass on the engine")
+    parser.add_argument("--engine-pools", nargs="+", default=[f"{n}x{d}" for n, d in ENGINE_POOLS],
+                        help="(c)'s pools as ROWSxFEATURES")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}; "
           f"pools in {CACHE}\n")
@@ -276,7 +280,7 @@ def main() -> None:
     if not args.skip_sweep:
         sweep()
     if args.engine:
-        engine_passes()
+        engine_passes([tuple(int(v) for v in pool.split("x")) for pool in args.engine_pools])
 
 
 if __name__ == "__main__":
