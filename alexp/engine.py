@@ -58,11 +58,15 @@ class Dask:
     @property
     def client(self):
         if self._client is None:
+            import os
+
+            os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # here and in the workers: no start-up log
             from distributed import Client, LocalCluster
 
             if self.address is None:
                 cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, host="127.0.0.1")
+                                       dashboard_address=None, scheduler_kwargs={"dashboard": False},
+                                       host="127.0.0.1")
                 self._client = Client(cluster)
             else:
                 try:
