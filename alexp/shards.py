@@ -467,7 +467,7 @@ def _pread_rows(out: NDArray, rows: NDArray[np.intp], fds: NDArray, at: NDArray[
         for row, fd, byte in zip(rows[part].tolist(), fds[part].tolist(), at[part].tolist()):
             os.preadv(fd, [out[row]], byte)
 
-    if len(rows) < 4096:
+    if len(rows) < 256:
         read(slice(None))
         return
     from concurrent.futures import ThreadPoolExecutor
