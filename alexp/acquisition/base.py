@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -12,6 +13,8 @@ from numpy.typing import NDArray
 from alexp import AlexpError
 from alexp.shards import is_disk
 
+log = logging.getLogger(__name__)
+_said: list = []  # the subsample line is logged once per process
 ON_DISK_CANDIDATES = 100_000  # whole-space strategies' default subsample of a pool on disk (see `candidates`)
 # Tie keys are an affine map of the row index modulo this prime: a bijection on rows < 2^31, so they never tie.
 _TIE_PRIME = np.uint64(2**31 - 1)
@@ -143,6 +146,10 @@ def candidates(pool: PoolView, max_candidates: int | None, n: int, rng: np.rando
     Never fewer than n rows remain, so a batch of n distinct rows can always be picked."""
     if max_candidates is None and is_disk(pool.X):
         max_candidates = ON_DISK_CANDIDATES
+        if pool.engine is not None and not _said:
+            _said.append(True)
+            log.info("this strategy compares rows with each other: on a pool on disk it works on a seeded subsample "
+                     "of %d rows (max_candidates) read by this process, not on the engine", max_candidates)
     rows = pool.unlabeled()
     if max_candidates is not None and len(rows) > max(max_candidates, n):
         rows = np.sort(rng.choice(rows, max(max_candidates, n), replace=False))
