@@ -14,7 +14,7 @@ Before the rounds: the index's one-off build (seconds, memory of its codes) and 
 labelled rows, |approximate 100 nearest ∩ exact 100 nearest| / 100 (the exact ones by a brute-force pass), with
 the seconds to look up the neighbours of 1,000 rows.
 
-    python benchmarks/candidates.py --pool PATH [--rounds 5] [--batch 1000] [--nprobe 32]
+    python benchmarks/candidates.py --pool PATH [--rounds 5] [--batch 1000] [--nprobe 16]
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--k", type=int, default=100)
-    parser.add_argument("--nprobe", type=int, default=32)
+    parser.add_argument("--nprobe", type=int, default=16)
     parser.add_argument("--index", default="auto")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--cold", action="store_true", help="drop the page cache before each timed selection")

@@ -52,7 +52,7 @@ class Neighbours:
     base: Acquisition = field(default_factory=Margin)
     k: int = 100  # neighbours looked up per labelled row
     index: str = "auto"  # a faiss index_factory string ("Flat", "IVF4096,SQ8", "HNSW32", ...) or auto (auto_index)
-    nprobe: int = 32  # inverted lists searched per query (IVF indexes): more = better recall, slower
+    nprobe: int = 16  # inverted lists searched per query (IVF indexes): more = better recall, slower
     train_rows: int = 200_000  # rows sampled (seeded) to train an index that needs training
     random_state: int = 0  # the training sample's seed
     cache_dir: str | None = None  # where an index over a pool on disk is kept between runs (null: not kept)
