@@ -86,14 +86,26 @@ class Dask:
         ranges = [(a, min(a + step, len(mask))) for a in range(0, len(mask), step) if mask[a:a + step].any()]
         if not ranges:
             return np.empty(0, dtype=np.intp)
+        from distributed import as_completed
+
         client = self.client
         [shared] = client.scatter([score], broadcast=True, hash=False)
-        futures = [client.submit(_task_top, shared, X.window(a, b), a, mask[a:b], n, salt, chunk_size, pure=False)
-                   for a, b in ranges]
-        parts = client.gather(futures)
-        rows = np.concatenate([r for r, _ in parts])
-        scores = np.concatenate([s for _, s in parts])
-        return rows[top_k(scores, rows, n, salt)]
+        submit = lambda a, b: client.submit(_task_top, shared, X.window(a, b), a, mask[a:b], n, salt,  # noqa: E731
+                                            chunk_size, pure=False)
+        limit = 2 * max(1, sum(client.nthreads().values()))  # tasks in flight: the driver holds only theirs
+        waiting = iter(ranges[limit:])
+        running = as_completed([submit(a, b) for a, b in ranges[:limit]])
+        rows, scores = np.empty(0, dtype=np.intp), np.empty(0)
+        for future in running:
+            part_rows, part_scores = future.result()
+            future.release()
+            rows, scores = np.concatenate([rows, part_rows]), np.concatenate([scores, part_scores])
+            best = top_k(scores, rows, n, salt)  # the running top n, merged as tasks end
+            rows, scores = rows[best], scores[best]
+            following = next(waiting, None)
+            if following is not None:
+                running.add(submit(*following))
+        return rows
 
     def close(self) -> None:
         if self._client is not None:
