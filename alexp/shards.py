@@ -73,13 +73,19 @@ class ShardWriter:
         self.tmp.mkdir()
         return self
 
-    def append(self, X: NDArray, **columns: NDArray) -> None:
+    def _checked(self, X: NDArray, columns: dict) -> NDArray:
+        """X as a C-contiguous block of this writer's dtype; a block or column that does not fit is refused."""
         X = np.ascontiguousarray(X, dtype=self.dtype)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise AlexpError(f"a block of shape {X.shape} does not fit {self.n_features} features")
         for name, values in columns.items():
             if len(values) != len(X):
                 raise AlexpError(f"column {name!r} has {len(values)} values for a block of {len(X)} rows")
+        return X
+
+    def append(self, X: NDArray, **columns: NDArray) -> None:
+        X = self._checked(X, columns)
+        for name, values in columns.items():
             self.columns.setdefault(name, []).append(np.asarray(values))
         while len(X):
             if self._file is None or self.rows[-1] == self.shard_rows:
@@ -146,12 +152,7 @@ class ArrowWriter(ShardWriter):
     def append(self, X: NDArray, **columns: NDArray) -> None:
         import pyarrow as pa
 
-        X = np.ascontiguousarray(X, dtype=np.float32)
-        if X.ndim != 2 or X.shape[1] != self.n_features:
-            raise AlexpError(f"a block of shape {X.shape} does not fit {self.n_features} features")
-        for name, values in columns.items():
-            if len(values) != len(X):
-                raise AlexpError(f"column {name!r} has {len(values)} values for a block of {len(X)} rows")
+        X = self._checked(X, columns)
         while len(X):
             if self._file is None or self.rows[-1] == self.shard_rows:
                 self._next_shard()
