@@ -45,7 +45,9 @@ class Neighbours:
 
     After each call `stats` holds `candidates` (rows the base strategy scored) and `candidate_share` (their
     share of the unlabelled pool), `timings` the seconds of its look-up and scoring. Fewer candidates than the
-    batch are topped up with random unlabelled rows (`topped_up`). Each labelled row is looked up once per run."""
+    batch are topped up with random unlabelled rows (`topped_up`). Each labelled row is looked up once per run.
+    Sparse features (tf-idf) are densified a block at a time; the index then holds rows x vocabulary floats (Flat)
+    or bytes (SQ8): dense embeddings suit it better."""
 
     reads_features: ClassVar[bool] = True  # compares feature vectors (not for raw-text models)
 
@@ -74,7 +76,7 @@ class Neighbours:
         labeled = pool.labeled()
         new = labeled[[row not in found for row in labeled.tolist()]]  # looked up once per run
         for a, b in blocks(len(new), 4096):
-            _, ids = index.search(np.ascontiguousarray(pool.X[new[a:b]], dtype=np.float32), self.k)
+            _, ids = index.search(_dense(pool.X[new[a:b]]), self.k)
             for row, hits in zip(new[a:b].tolist(), ids):
                 found[row] = _positions(hits, stored)
         unlabeled = pool.candidate_mask()
@@ -130,15 +132,20 @@ class Neighbours:
         if not index.is_trained:
             sample = np.sort(np.random.default_rng(self.random_state).choice(
                 X.shape[0], min(self.train_rows, X.shape[0]), replace=False))
-            index.train(np.ascontiguousarray(X[sample], dtype=np.float32))
+            index.train(_dense(X[sample]))
         for a, b in tqdm(list(blocks(X.shape[0], 65_536)), desc=f"nearest-neighbour index {factory}", unit="block",
                          disable=X.shape[0] < 1_000_000 or None):
-            index.add(np.ascontiguousarray(X[a:b], dtype=np.float32))
+            index.add(_dense(X[a:b]))
         if file is not None:
             file.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(file) as tmp:
                 faiss.write_index(index, str(tmp))
         return _with_nprobe(index, self.nprobe)
+
+
+def _dense(X) -> NDArray[np.float32]:
+    """Rows as the contiguous float32 array faiss takes (sparse rows, e.g. tf-idf, densified: a block at a time)."""
+    return np.ascontiguousarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float32)
 
 
 def _with_nprobe(index, nprobe: int):
