@@ -109,6 +109,51 @@ def test_an_alexp_run_with_engine_dask_equals_one_without(alexp, tmp_path):
     assert "already finished" in again
 
 
+def test_a_running_cluster_by_its_address_picks_what_one_process_picks(pool, tmp_path):
+    """A cluster started as a user starts one (`dask scheduler`, `dask worker ADDRESS`, other processes), reached
+    by its address: the same picks as one process."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    _, disk, _, model, y = pool
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "DASK_LOGGING__DISTRIBUTED": "warning"}
+    dask = lambda command, *args: subprocess.Popen(  # noqa: E731 (`dask scheduler`, `dask worker`)
+        [sys.executable, "-m", f"distributed.cli.dask_{command}", *args, "--no-dashboard"], env=env,
+        stderr=subprocess.DEVNULL)
+    started = [dask("scheduler", "--host", "127.0.0.1", "--port", str(port))]
+    try:
+        started.append(dask("worker", address, "--nthreads", "1", "--nworkers", "2"))
+        engine = Dask(address=address, rows_per_task=4096)
+        deadline = time.monotonic() + 60
+        while True:  # the scheduler may not listen yet
+            try:
+                engine.client.wait_for_workers(2, timeout=60)
+                break
+            except AlexpError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        labeled_in = labeled(len(disk), 0.1, 3)
+        labels = np.where(labeled_in >= 0, y, -1)
+        here = acquisition.Margin(chunk_size=1024)(model, PoolView(disk, labeled_in, labels), 300,
+                                                   np.random.default_rng(9))
+        there = acquisition.Margin(chunk_size=1024)(model, PoolView(disk, labeled_in, labels, engine=engine), 300,
+                                                    np.random.default_rng(9))
+        np.testing.assert_array_equal(there, here)
+        engine.close()
+    finally:
+        for process in started[::-1]:
+            process.terminate()
+            process.wait(30)
+
+
 def test_bad_engine_settings_are_named(alexp, tmp_path):
     with pytest.raises(AlexpError, match="engine.workers"):
         Dask(workers=0)
