@@ -1,15 +1,18 @@
-"""Pools bigger than memory: a 2-D feature array stored as `.npy` shards in a folder, read a block at a time.
+"""Pools bigger than memory: a 2-D float feature array stored on disk in files, read a block at a time.
 
-A shard folder holds `x-00000.npy`, `x-00001.npy`, ... (rows in order, `shard_rows` each, the last one shorter),
-one `.npy` file per per-row column (labels `y.npy`, row ids `ids.npy`) and `meta.json`. `ShardWriter` writes it
-once, block by block, holding one block in memory; `DiskArray` reads it back: `X[a:b]` reads those rows with
-plain file reads (no memory map, so the pages read never count towards the process's resident memory),
-`X[rows]` gathers rows the same way, reading runs of nearby rows at once, and `X.rows(index)` is a view of
-some rows (a pool or test split) that reads nothing until sliced. Everything alexp does with pool features
-(`X.shape`, `X[a:b]`, `X[rows]`) works the same on a `DiskArray` as on an ndarray, in memory bounded by one
-block.
+Two layouts. An Arrow pool (the standard columnar format) is a folder of uncompressed Arrow IPC files
+`part-00000.arrow`, ... whose column `x` holds the features as fixed_size_list<float32>[d], beside per-row columns
+(`y`, `ids`, ...); any Arrow reader reads it, and each record batch's features are one contiguous float32 block at
+a known offset in its file. A shard folder holds `x-00000.npy`, `x-00001.npy`, ... (rows in order, `shard_rows`
+each, the last one shorter), one `.npy` file per per-row column (labels `y.npy`, row ids `ids.npy`) and
+`meta.json`. `ArrowWriter` and `ShardWriter` write them once, block by block, holding one block in memory;
+`convert` turns Parquet, shards or compressed Arrow into an Arrow pool. `DiskArray` reads either: `X[a:b]` reads
+those rows with plain file reads (no memory map, so the pages read never count towards the process's resident
+memory), `X[rows]` gathers rows the same way (runs of nearby rows at once, rows alone one read each, on several
+threads), and `X.rows(index)` is a view of some rows (a pool or test split) that reads nothing until sliced.
+Everything alexp does with pool features (`X.shape`, `X[a:b]`, `X[rows]`) works the same on a `DiskArray` as on
+an ndarray, in memory bounded by one block.
 """
-
 from __future__ import annotations
 
 import copy

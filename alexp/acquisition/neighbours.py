@@ -5,14 +5,13 @@ restricting each round's candidates to the k nearest neighbours of the labelled 
 nearest-neighbour index built once, scored as little as 0.1% of a 10-billion-image pool with little loss. Here the
 index is faiss's (an exact flat index for small pools, an inverted file of 8-bit scalar-quantized vectors for large
 ones, or any faiss index_factory string); every round the labelled rows are looked up, and the base strategy
-chooses the batch among their unlabelled neighbours. The candidates are recomputed from the labelled set each
-round, so a resumed run chooses as an uninterrupted one.
+chooses the batch among their unlabelled neighbours. A row's neighbours depend only on the row and the index, so a
+resumed run chooses as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,8 +24,6 @@ from alexp.acquisition.base import Acquisition, PoolView, blocks
 from alexp.acquisition.uncertainty import Margin
 from alexp.atomic import atomic_path
 from alexp.shards import is_disk
-
-log = logging.getLogger(__name__)
 
 EXACT_BELOW = 200_000  # index=auto: an exact (flat) index for pools smaller than this
 
