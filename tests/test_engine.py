@@ -85,6 +85,18 @@ def test_ties_are_broken_by_the_same_seeded_keys_across_tasks(cluster, pool):
                 for s in range(3)}) == 3  # the seed decides among ties
 
 
+@pytest.mark.parametrize("share", [0.0, 0.8])  # whole blocks scored, and sparse ones (only their candidates)
+def test_every_block_is_scored_as_the_single_process_scores_it(cluster, pool, share):
+    """A score that depends on the block it is computed in (as a float32 X @ w may): equal picks only if every
+    task cuts the single process's blocks."""
+    _, disk, _, _, _ = pool
+    mask = labeled(len(disk), share, 4) < 0
+    score = lambda X: X[:, 0] + 0.5 * (len(X) % 5)  # noqa: E731
+    salt = tie_salt(np.random.default_rng(5))
+    here = acquisition.base.scan_top(score, disk, mask, 300, salt, 1024)[0]
+    np.testing.assert_array_equal(cluster.top(score, disk, mask, 300, salt, 1024), here)
+
+
 def test_an_alexp_run_with_engine_dask_equals_one_without(alexp, tmp_path):
     """A whole run on an Arrow pool with engine=dask (a local cluster of 2 workers): the same rows labelled in
     the same rounds and the same metrics as the run without an engine; the engine is not part of the run key."""
