@@ -120,12 +120,16 @@ class ShardWriter:
         if kind is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             return
+        self._finish()
+        self._publish()
+
+    def _finish(self) -> None:
+        """Write what the folder holds besides the shards: the per-row columns and meta.json."""
         for name, parts in self.columns.items():
             np.save(self.tmp / f"{name}.npy", np.concatenate(parts))
         meta = {**self.meta, "n_rows": sum(self.rows), "n_features": self.n_features, "dtype": self.dtype.str,
                 "shard_rows": self.rows}
         (self.tmp / META).write_text(json.dumps(meta, indent=1))
-        self._publish()
 
     def _publish(self) -> None:
         """Move the finished temporary folder to `path` (keeping a pool another writer finished meanwhile)."""
@@ -181,12 +185,8 @@ class ArrowWriter(ShardWriter):
             self._file.close()
             self._file = None
 
-    def __exit__(self, kind, value, traceback) -> None:
-        self._close_shard()
-        if kind is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        self._publish()
+    def _finish(self) -> None:
+        """Nothing besides the files: the columns and the metadata are in them."""
 
 
 class _LazyArrowFile:
